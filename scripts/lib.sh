@@ -76,18 +76,20 @@ dx_run() {
     local root cwd
     root="$(dx_root)"
     cwd="$(pwd)"
-    mkdir -p "$root$DX_REPO" "$root$DX_WORK" "$DX_WORK"
+    mkdir -p "$DX_WORK"
     # PID 1 of the new namespace is this shell; when it ends, the kernel kills whatever is
     # left inside (nodes, Home Assistant), and --kill-child covers the case where unshare
     # itself is killed. The mounts exist only in the private mount namespace.
     unshare --mount --pid --fork --kill-child --propagation private -- \
         /bin/sh -c '
             root="$1"; repo="$2"; work="$3"; cwd="$4"; base="$5"; shift 5
+            # /tmp first: the repository or the cache may live under it.
+            mount -t tmpfs -o mode=1777 tmpfs "$root/tmp"
+            mkdir -p "$root$repo" "$root$work"
             mount --bind "$repo" "$root$repo"
             mount --bind "$work" "$root$work"
             mount -t proc proc "$root/proc"
             mount --rbind /dev "$root/dev"
-            mount -t tmpfs -o mode=1777 tmpfs "$root/tmp"
             cp /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
             chroot "$root" /usr/bin/env -i \
                 HOME=/root LANG=C.UTF-8 TERM="${TERM:-dumb}" CI="${CI:-}" \
