@@ -1,0 +1,277 @@
+"""The Data Exchange wire format (protocol version 1), as documented in docs/protocol.md.
+
+Plain Python without Home Assistant imports: the firmware tests, the exchange engine and
+the benchmarks all use this one implementation. Everything decoded here comes from the
+network and is treated as untrusted: any deviation raises ProtocolError.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+import math
+import re
+from typing import Final
+
+PROTOCOL_VERSION: Final = 1
+# Nodes send frames only to API clients whose Hello starts with this name.
+CLIENT_INFO_PREFIX: Final = "data_exchange"
+FRAME_EVENT: Final = "esphome.data_exchange"
+MODEL_EVENT: Final = "esphome.data_exchange_model"
+WRITE_ACTION: Final = "data_exchange_write"
+DESCRIBE_ACTION: Final = "data_exchange_describe"
+# The node refuses any incoming message over 32768 bytes and drops the connection; a
+# desired frame must stay well below (protobuf framing and the other arguments).
+MAX_DESIRED_VALUES_BYTES: Final = 32_000
+# Largest frame or model event accepted from a node (its send limit is 65535 bytes).
+MAX_EVENT_BYTES: Final = 65_535
+
+_HEX8 = re.compile(r"[0-9a-f]{8}")
+_ESCAPE = re.compile(r"[%,\x00-\x1f\x7f]")
+_UNESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+_FLOAT = re.compile(r"-?(?:inf|(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)")
+
+type Value = float | bool | str | None
+
+
+class ProtocolError(ValueError):
+    """A frame or model description that does not follow the protocol."""
+
+
+class PointType(StrEnum):
+    """Point types and their codes in the model description."""
+
+    SENSOR = "S"
+    BINARY_SENSOR = "B"
+    TEXT_SENSOR = "T"
+    NUMBER = "N"
+    SWITCH = "W"
+    SELECT = "L"
+    TEXT = "X"
+
+    @property
+    def writable(self) -> bool:
+        return self in _WRITABLE
+
+    @property
+    def kind(self) -> str:
+        """How values of this type are encoded: number, bool or string."""
+        return _KIND[self]
+
+
+_WRITABLE = frozenset(
+    {PointType.NUMBER, PointType.SWITCH, PointType.SELECT, PointType.TEXT}
+)
+_KIND = {
+    PointType.SENSOR: "number",
+    PointType.NUMBER: "number",
+    PointType.BINARY_SENSOR: "bool",
+    PointType.SWITCH: "bool",
+    PointType.TEXT_SENSOR: "string",
+    PointType.SELECT: "string",
+    PointType.TEXT: "string",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPoint:
+    """One point: its type and the native API key of the entity it stands for."""
+
+    type: PointType
+    key: int
+
+
+@dataclass(frozen=True, slots=True)
+class Model:
+    """A node's point list, in frame order."""
+
+    model_id: str
+    cycle_ms: int
+    failsafe_ms: int
+    points: tuple[ModelPoint, ...]
+
+    @property
+    def writable(self) -> tuple[int, ...]:
+        """Indices of the writable points: the order of values in a desired frame."""
+        return tuple(i for i, p in enumerate(self.points) if p.type.writable)
+
+    @classmethod
+    def from_event(cls, data: Mapping[str, str]) -> Model:
+        """Decode a model event (``esphome.data_exchange_model``)."""
+        _check_version(data)
+        model_id = _field(data, "m")
+        if not _HEX8.fullmatch(model_id):
+            raise ProtocolError(f"malformed model id {model_id[:16]!r}")
+        points = []
+        text = _field(data, "p")
+        for item in text.split(",") if text else ():
+            if len(item) != 9 or not _HEX8.fullmatch(item[1:]):
+                raise ProtocolError(f"malformed point {item[:16]!r}")
+            try:
+                ptype = PointType(item[0])
+            except ValueError:
+                raise ProtocolError(f"unknown point type {item[0]!r}") from None
+            points.append(ModelPoint(ptype, int(item[1:], 16)))
+        if not points:
+            raise ProtocolError("a model has at least one point")
+        return cls(model_id, _uint(data, "c"), _uint(data, "t"), tuple(points))
+
+
+@dataclass(frozen=True, slots=True)
+class NodeFrame:
+    """One frame from a node: its state and the reported values of all points."""
+
+    model_id: str
+    seq: int
+    uptime_ms: int
+    applied_seq: int
+    acquisition_running: bool
+    failsafe_active: bool
+    rejected_frames: int
+    values: tuple[Value, ...]
+
+    @classmethod
+    def from_event(cls, data: Mapping[str, str], model: Model) -> NodeFrame:
+        """Decode a frame event (``esphome.data_exchange``) of a node with ``model``.
+
+        A frame of another model raises ModelMismatchError, so the caller can ask the node
+        for its new model description.
+        """
+        _check_version(data)
+        model_id = _field(data, "m")
+        if model_id != model.model_id:
+            raise ModelMismatchError(model_id)
+        return cls(
+            model_id=model_id,
+            seq=_uint(data, "s"),
+            uptime_ms=_uint(data, "u"),
+            applied_seq=_uint(data, "a"),
+            acquisition_running=_flag(data, "q"),
+            failsafe_active=_flag(data, "f"),
+            rejected_frames=_uint(data, "r"),
+            values=decode_values(_field(data, "x"), [p.type for p in model.points]),
+        )
+
+
+class ModelMismatchError(ProtocolError):
+    """A frame of a model other than the one known: the node's firmware changed."""
+
+    def __init__(self, model_id: str) -> None:
+        super().__init__(f"frame of model {model_id[:16]!r}")
+        self.model_id = model_id
+
+
+def _check_version(data: Mapping[str, str]) -> None:
+    if sum(len(k) + len(v) for k, v in data.items()) > MAX_EVENT_BYTES:
+        raise ProtocolError("oversized event")
+    version = _field(data, "v")
+    if version != str(PROTOCOL_VERSION):
+        raise ProtocolError(f"unsupported protocol version {version[:8]!r}")
+
+
+def _field(data: Mapping[str, str], key: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str):
+        raise ProtocolError(f"missing field {key!r}")
+    return value
+
+
+def _uint(data: Mapping[str, str], key: str) -> int:
+    value = _field(data, key)
+    if not value.isascii() or not value.isdigit() or len(value) > 20:
+        raise ProtocolError(f"field {key!r} is not an unsigned integer")
+    return int(value)
+
+
+def _flag(data: Mapping[str, str], key: str) -> bool:
+    value = _field(data, key)
+    if value not in ("0", "1"):
+        raise ProtocolError(f"field {key!r} is not 0 or 1")
+    return value == "1"
+
+
+# ---- values ----
+
+
+def encode_value(ptype: PointType, value: Value) -> str:
+    """Encode one value of a point of type ``ptype``; None is unknown / no desired value."""
+    if value is None:
+        return ""
+    kind = ptype.kind
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise TypeError(f"{ptype.name} takes a bool")
+        return "1" if value else "0"
+    if kind == "number":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"{ptype.name} takes a number")
+        number = float(value)
+        if math.isnan(number):
+            raise ValueError("NaN is not a value")
+        if math.isinf(number):
+            return "inf" if number > 0 else "-inf"
+        return repr(number).removesuffix(".0")
+    if not isinstance(value, str):
+        raise TypeError(f"{ptype.name} takes a string")
+    return "'" + _ESCAPE.sub(lambda m: f"%{ord(m.group()):02X}", value)
+
+
+def decode_value(ptype: PointType, field: str) -> Value:
+    """Decode one field; raises ProtocolError on anything malformed."""
+    if field == "":
+        return None
+    kind = ptype.kind
+    if kind == "bool":
+        if field not in ("0", "1"):
+            raise ProtocolError(f"{ptype.name} value {field[:16]!r}")
+        return field == "1"
+    if kind == "number":
+        # Only what the node writes: no NaN, no hex floats, no underscores or spaces.
+        if len(field) > 40 or not _FLOAT.fullmatch(field):
+            raise ProtocolError(f"{ptype.name} value {field[:16]!r}")
+        return float(field)
+    if not field.startswith("'"):
+        raise ProtocolError(f"{ptype.name} value {field[:16]!r}")
+    body = field[1:]
+    if "%" in _UNESCAPE.sub("", body):
+        raise ProtocolError(f"bad escape in {ptype.name} value")
+    return _UNESCAPE.sub(lambda m: chr(int(m.group(1), 16)), body)
+
+
+def encode_values(types: Sequence[PointType], values: Sequence[Value]) -> str:
+    if len(types) != len(values):
+        raise ValueError("one value per point")
+    return ",".join(encode_value(t, v) for t, v in zip(types, values, strict=True))
+
+
+def decode_values(text: str, types: Sequence[PointType]) -> tuple[Value, ...]:
+    fields = text.split(",")
+    if len(fields) != len(types):
+        raise ProtocolError(f"{len(fields)} values for {len(types)} points")
+    return tuple(decode_value(t, f) for t, f in zip(types, fields, strict=True))
+
+
+def desired_frame(
+    model: Model,
+    seq: int,
+    seen: int,
+    values: Sequence[Value],
+    acquisition: bool | None = None,
+) -> dict[str, int | str]:
+    """The arguments of one ``data_exchange_write`` call.
+
+    ``values`` holds one desired value per writable point (None: no desired value);
+    ``seen`` is the sequence number of the newest node frame taken into account.
+    """
+    types = [model.points[i].type for i in model.writable]
+    text = encode_values(types, values)
+    if len(text.encode()) > MAX_DESIRED_VALUES_BYTES:
+        raise ValueError("desired frame exceeds the node's receive limit")
+    return {
+        "seq": seq,
+        "seen": seen,
+        "model": model.model_id,
+        "values": text,
+        "acquisition": -1 if acquisition is None else int(acquisition),
+    }

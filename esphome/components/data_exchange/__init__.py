@@ -1,0 +1,139 @@
+"""data_exchange: cyclic full-state exchange with Home Assistant's Data Exchange integration.
+
+Once per cycle the node sends one frame with the reported values of all its points to the
+Data Exchange integration's API connection (and to no other client); the integration sends
+the desired values of all writable points in one API action call, applied atomically.
+The wire format is documented in docs/protocol.md.
+"""
+
+import esphome.codegen as cg
+import esphome.config_validation as cv
+from esphome.const import CONF_ID
+
+from esphome import automation
+from esphome.components import (
+    binary_sensor,
+    number,
+    select,
+    sensor,
+    switch,
+    text,
+    text_sensor,
+)
+
+CODEOWNERS = ["@data-exchange"]
+DEPENDENCIES = ["api"]
+AUTO_LOAD = ["api"]
+
+CONF_POINTS = "points"
+CONF_CYCLE = "cycle"
+CONF_FAILSAFE_TIMEOUT = "failsafe_timeout"
+CONF_SAFE_VALUE = "safe_value"
+CONF_ACQUISITION = "acquisition"
+
+data_exchange_ns = cg.esphome_ns.namespace("data_exchange")
+DataExchange = data_exchange_ns.class_("DataExchange", cg.Component)
+PauseAction = data_exchange_ns.class_("PauseAction", automation.Action)
+ResumeAction = data_exchange_ns.class_("ResumeAction", automation.Action)
+
+# key -> (entity class, C++ adder, safe value validator or None for read-only points)
+POINT_TYPES = {
+    "sensor": (sensor.Sensor, "add_sensor", None),
+    "binary_sensor": (binary_sensor.BinarySensor, "add_binary_sensor", None),
+    "text_sensor": (text_sensor.TextSensor, "add_text_sensor", None),
+    "number": (number.Number, "add_number", cv.float_),
+    "switch": (switch.Switch, "add_switch", cv.boolean),
+    "select": (select.Select, "add_select", cv.string_strict),
+    "text": (text.Text, "add_text", cv.string),
+}
+
+
+def _validate_point(value):
+    if not isinstance(value, dict):
+        raise cv.Invalid("a point is a mapping with one of: " + ", ".join(POINT_TYPES))
+    kinds = [k for k in POINT_TYPES if k in value]
+    if len(kinds) != 1:
+        raise cv.Invalid(
+            "a point names exactly one entity, with one of: " + ", ".join(POINT_TYPES)
+        )
+    kind = kinds[0]
+    cls, _, safe = POINT_TYPES[kind]
+    schema = {cv.Required(kind): cv.use_id(cls)}
+    if safe is not None:
+        schema[cv.Optional(CONF_SAFE_VALUE)] = safe
+    elif CONF_SAFE_VALUE in value:
+        raise cv.Invalid(f"a {kind} is read-only and has no {CONF_SAFE_VALUE}")
+    return cv.Schema(schema)(value)
+
+
+def _unique_points(points):
+    seen = set()
+    for point in points:
+        kind = next(k for k in POINT_TYPES if k in point)
+        ref = (kind, str(point[kind]))
+        if ref in seen:
+            raise cv.Invalid(f"{kind} '{point[kind]}' is listed twice")
+        seen.add(ref)
+    return points
+
+
+CONFIG_SCHEMA = cv.Schema(
+    {
+        cv.GenerateID(): cv.declare_id(DataExchange),
+        cv.Required(CONF_POINTS): cv.All(
+            cv.ensure_list(_validate_point), cv.Length(min=1), _unique_points
+        ),
+        cv.Optional(CONF_CYCLE, default="1s"): cv.All(
+            cv.positive_time_period_milliseconds,
+            cv.Range(min=cv.TimePeriod(milliseconds=10)),
+        ),
+        cv.Optional(
+            CONF_FAILSAFE_TIMEOUT, default="0s"
+        ): cv.positive_time_period_milliseconds,
+        # Components that sample sensors: stopped while acquisition is paused.
+        cv.Optional(CONF_ACQUISITION, default=[]): cv.ensure_list(
+            cv.use_id(cg.PollingComponent)
+        ),
+    }
+).extend(cv.COMPONENT_SCHEMA)
+
+
+async def to_code(config):
+    # The frame is a Home Assistant event sent to our client only; the desired frame and
+    # the model request are API actions this component registers at run time.
+    cg.add_define("USE_API_HOMEASSISTANT_SERVICES")
+    cg.add_define("USE_API_USER_DEFINED_ACTIONS")
+    cg.add_define("USE_API_CUSTOM_SERVICES")
+
+    var = cg.new_Pvariable(config[CONF_ID])
+    await cg.register_component(var, config)
+    cg.add(var.set_cycle(config[CONF_CYCLE]))
+    cg.add(var.set_failsafe_timeout(config[CONF_FAILSAFE_TIMEOUT]))
+    for point in config[CONF_POINTS]:
+        kind = next(k for k in POINT_TYPES if k in point)
+        _, adder, _ = POINT_TYPES[kind]
+        entity = await cg.get_variable(point[kind])
+        if CONF_SAFE_VALUE in point:
+            cg.add(getattr(var, adder)(entity, True, point[CONF_SAFE_VALUE]))
+        elif POINT_TYPES[kind][2] is not None:
+            default = {"number": 0.0, "switch": False}.get(kind, "")
+            cg.add(getattr(var, adder)(entity, False, default))
+        else:
+            cg.add(getattr(var, adder)(entity))
+    for comp_id in config[CONF_ACQUISITION]:
+        comp = await cg.get_variable(comp_id)
+        cg.add(var.add_acquisition_component(comp))
+
+
+ACTION_SCHEMA = automation.maybe_simple_id({cv.GenerateID(): cv.use_id(DataExchange)})
+
+
+@automation.register_action(
+    "data_exchange.pause", PauseAction, ACTION_SCHEMA, synchronous=True
+)
+@automation.register_action(
+    "data_exchange.resume", ResumeAction, ACTION_SCHEMA, synchronous=True
+)
+async def acquisition_action_to_code(config, action_id, template_arg, args):
+    parent = await cg.get_variable(config[CONF_ID])
+    return cg.new_Pvariable(action_id, template_arg, parent)

@@ -1,0 +1,521 @@
+#include "data_exchange.h"
+
+#include <cinttypes>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "esphome/core/application.h"
+#include "esphome/core/hal.h"
+#include "esphome/core/log.h"
+
+namespace esphome::data_exchange {
+
+static const char *const TAG = "data_exchange";
+
+// ---- value encoding (docs/protocol.md, "Values") ----
+// Fields are separated by ','. An empty field is an unknown value (or, in a desired frame,
+// "no desired value"). Numbers use the shortest decimal that reads back as the same float;
+// booleans are 0/1; strings (text, text sensor, select option) start with '\'' and escape
+// '%', ',' and control characters as %XX.
+
+static void append_float(std::string &out, float value) {
+  if (std::isnan(value))
+    return;  // unknown
+  if (std::isinf(value)) {
+    out += value > 0 ? "inf" : "-inf";
+    return;
+  }
+  char buf[24];
+  for (int precision = 6; precision <= 9; precision++) {
+    snprintf(buf, sizeof(buf), "%.*g", precision, value);
+    if (strtof(buf, nullptr) == value)
+      break;
+  }
+  out += buf;
+}
+
+static void append_string(std::string &out, const char *s, size_t len) {
+  static const char HEX[] = "0123456789ABCDEF";
+  out += '\'';
+  for (size_t i = 0; i < len; i++) {
+    auto c = static_cast<uint8_t>(s[i]);
+    if (c == '%' || c == ',' || c < 0x20 || c == 0x7F) {
+      out += '%';
+      out += HEX[c >> 4];
+      out += HEX[c & 0x0F];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+}
+
+static int hex_digit(char c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  return -1;
+}
+
+/// Decodes an encoded string field (with its leading quote). False if malformed.
+static bool decode_string(const std::string &field, std::string &out) {
+  out.clear();
+  if (field.empty() || field[0] != '\'')
+    return false;
+  for (size_t i = 1; i < field.size(); i++) {
+    char c = field[i];
+    if (c == '%') {
+      if (i + 2 >= field.size())
+        return false;
+      int hi = hex_digit(field[i + 1]);
+      int lo = hex_digit(field[i + 2]);
+      if (hi < 0 || lo < 0)
+        return false;
+      out += static_cast<char>((hi << 4) | lo);
+      i += 2;
+    } else {
+      out += c;
+    }
+  }
+  return true;
+}
+
+/// Parses a whole field as a finite float. False if it is not one.
+static bool parse_float(const std::string &field, float &out) {
+  if (field.empty())
+    return false;
+  char *end = nullptr;
+  out = strtof(field.c_str(), &end);
+  return end == field.c_str() + field.size() && std::isfinite(out);
+}
+
+// ---- configuration ----
+
+void DataExchange::add_point_(PointType type, EntityBase *entity) {
+  Point p;
+  p.type = type;
+  p.entity = entity;
+  this->points_.push_back(std::move(p));
+}
+
+void DataExchange::add_number(number::Number *n, bool has_safe, float safe) {
+  this->add_point_(PointType::NUMBER, n);
+  this->points_.back().has_safe_value = has_safe;
+  this->points_.back().safe_number = safe;
+}
+
+void DataExchange::add_switch(switch_::Switch *s, bool has_safe, bool safe) {
+  this->add_point_(PointType::SWITCH, s);
+  this->points_.back().has_safe_value = has_safe;
+  this->points_.back().safe_bool = safe;
+}
+
+void DataExchange::add_select(select::Select *s, bool has_safe, const char *safe) {
+  this->add_point_(PointType::SELECT, s);
+  this->points_.back().has_safe_value = has_safe;
+  this->points_.back().safe_string = safe;
+}
+
+void DataExchange::add_text(text::Text *t, bool has_safe, const char *safe) {
+  this->add_point_(PointType::TEXT, t);
+  this->points_.back().has_safe_value = has_safe;
+  this->points_.back().safe_string = safe;
+}
+
+void DataExchange::compute_model_() {
+  // The model description: per point its type code and entity key (the key the native API
+  // uses for the entity), in frame order. The model id is its 32-bit FNV-1a hash.
+  this->model_points_.clear();
+  this->writable_count_ = 0;
+  char buf[12];
+  for (auto &p : this->points_) {
+    if (!this->model_points_.empty())
+      this->model_points_ += ',';
+    snprintf(buf, sizeof(buf), "%c%08" PRIx32, static_cast<char>(p.type), p.entity->get_object_id_hash());
+    this->model_points_ += buf;
+    if (p.writable())
+      this->writable_count_++;
+  }
+  uint32_t hash = 2166136261UL;
+  hash = (hash ^ PROTOCOL_VERSION) * 16777619UL;
+  for (char c : this->model_points_)
+    hash = (hash ^ static_cast<uint8_t>(c)) * 16777619UL;
+  this->model_id_ = hash;
+  snprintf(this->model_hex_, sizeof(this->model_hex_), "%08" PRIx32, hash);
+}
+
+void DataExchange::setup() {
+  this->compute_model_();
+  this->register_service(&DataExchange::on_write, WRITE_ACTION, {"seq", "seen", "model", "values", "acquisition"});
+  this->register_service(&DataExchange::on_describe, DESCRIBE_ACTION);
+  this->restart_cycle_();
+  this->arm_failsafe_();
+}
+
+void DataExchange::dump_config() {
+  ESP_LOGCONFIG(TAG,
+                "Data Exchange:\n"
+                "  Protocol: %u\n"
+                "  Model: %s (%u points, %u writable)\n"
+                "  Cycle: %" PRIu32 " ms\n"
+                "  Fail-safe timeout: %" PRIu32 " ms%s",
+                PROTOCOL_VERSION, this->model_hex_, static_cast<unsigned>(this->points_.size()),
+                static_cast<unsigned>(this->writable_count_), this->cycle_ms_, this->failsafe_ms_,
+                this->failsafe_ms_ == 0 ? " (off)" : "");
+}
+
+// ---- node -> Home Assistant ----
+
+void DataExchange::encode_point_(const Point &p, std::string &out) {
+  switch (p.type) {
+    case PointType::SENSOR: {
+      auto *s = static_cast<sensor::Sensor *>(p.entity);
+      if (s->has_state())
+        append_float(out, s->state);
+      break;
+    }
+    case PointType::NUMBER: {
+      auto *n = static_cast<number::Number *>(p.entity);
+      if (n->has_state())
+        append_float(out, n->state);
+      break;
+    }
+    case PointType::BINARY_SENSOR: {
+      auto *b = static_cast<binary_sensor::BinarySensor *>(p.entity);
+      if (b->has_state())
+        out += b->state ? '1' : '0';
+      break;
+    }
+    case PointType::SWITCH: {
+      // A switch always has a state (restored or its initial one).
+      out += static_cast<switch_::Switch *>(p.entity)->state ? '1' : '0';
+      break;
+    }
+    case PointType::TEXT_SENSOR: {
+      auto *t = static_cast<text_sensor::TextSensor *>(p.entity);
+      if (t->has_state())
+        append_string(out, t->state.data(), t->state.size());
+      break;
+    }
+    case PointType::TEXT: {
+      auto *t = static_cast<text::Text *>(p.entity);
+      if (t->has_state())
+        append_string(out, t->state.data(), t->state.size());
+      break;
+    }
+    case PointType::SELECT: {
+      auto *s = static_cast<select::Select *>(p.entity);
+      if (s->has_state()) {
+        StringRef option = s->current_option();
+        append_string(out, option.c_str(), option.size());
+      }
+      break;
+    }
+  }
+}
+
+bool DataExchange::has_client_() const {
+  for (const auto &client : api::global_api_server->active_clients()) {
+    if (strncmp(client->get_name(), CLIENT_PREFIX, strlen(CLIENT_PREFIX)) == 0)
+      return true;
+  }
+  return false;
+}
+
+void DataExchange::send_event_(const char *name, const char *const *keys, const std::string *values,
+                               size_t count) {
+  api::HomeassistantActionRequest msg;
+  msg.service = StringRef(name);
+  msg.is_event = true;
+  msg.data.init(count);
+  for (size_t i = 0; i < count; i++) {
+    auto &kv = msg.data.emplace_back();
+    kv.key = StringRef(keys[i]);
+    kv.value = StringRef(values[i].data(), values[i].size());
+  }
+  // Only our integration's connections get frames: Home Assistant's own esphome
+  // integration (or any other client) never sees them, so nothing lands on its event bus.
+  for (const auto &client : api::global_api_server->active_clients()) {
+    if (strncmp(client->get_name(), CLIENT_PREFIX, strlen(CLIENT_PREFIX)) == 0)
+      client->send_homeassistant_action(msg);
+  }
+}
+
+void DataExchange::send_frame_() {
+  // Local changes are detected every cycle, with or without a client, so a change made
+  // while Home Assistant is away is still known as local when it returns.
+  uint32_t seq = this->seq_ + 1;
+  this->values_buf_.clear();
+  bool first = true;
+  for (auto &p : this->points_) {
+    if (!first)
+      this->values_buf_ += ',';
+    first = false;
+    if (!p.writable()) {
+      this->encode_point_(p, this->values_buf_);
+      continue;
+    }
+    this->scratch_.clear();
+    this->encode_point_(p, this->scratch_);
+    if (!p.expected_valid) {
+      p.expected = this->scratch_;
+      p.expected_valid = true;
+    } else if (p.expected != this->scratch_) {
+      p.expected = this->scratch_;
+      p.local_change_seq = seq;
+      ESP_LOGD(TAG, "Local change of '%s'", p.entity->get_name().c_str());
+    }
+    this->values_buf_ += this->scratch_;
+  }
+  if (!this->has_client_())
+    return;  // nothing to send; the sequence number counts frames sent
+  this->seq_ = seq;
+
+  static const char *const KEYS[] = {"v", "m", "s", "u", "a", "q", "f", "r", "x"};
+  std::string vals[9];
+  vals[0] = std::to_string(PROTOCOL_VERSION);
+  vals[1] = this->model_hex_;
+  vals[2] = std::to_string(this->seq_);
+  vals[3] = std::to_string(millis_64());
+  vals[4] = std::to_string(this->applied_seq_);
+  vals[5] = this->acquisition_running_ ? "1" : "0";
+  vals[6] = this->failsafe_active_ ? "1" : "0";
+  vals[7] = std::to_string(this->rejected_frames_);
+  vals[8].swap(this->values_buf_);
+  this->send_event_(FRAME_EVENT, KEYS, vals, 9);
+  this->values_buf_.swap(vals[8]);  // keep the grown buffer for the next cycle
+}
+
+void DataExchange::on_describe() {
+  static const char *const KEYS[] = {"v", "m", "c", "t", "p"};
+  std::string vals[5];
+  vals[0] = std::to_string(PROTOCOL_VERSION);
+  vals[1] = this->model_hex_;
+  vals[2] = std::to_string(this->cycle_ms_);
+  vals[3] = std::to_string(this->failsafe_ms_);
+  vals[4] = this->model_points_;
+  this->send_event_(MODEL_EVENT, KEYS, vals, 5);
+}
+
+void DataExchange::restart_cycle_() {
+  this->set_interval("frame", this->cycle_ms_, [this]() { this->send_frame_(); });
+}
+
+// ---- Home Assistant -> node ----
+
+Reject DataExchange::validate_(const Point &p, const std::string &field) const {
+  if (field.empty())
+    return Reject::NONE;  // no desired value for this point
+  switch (p.type) {
+    case PointType::NUMBER: {
+      auto *n = static_cast<number::Number *>(p.entity);
+      float v;
+      if (!parse_float(field, v))
+        return Reject::VALUE;
+      float lo = n->traits.get_min_value();
+      float hi = n->traits.get_max_value();
+      if (v < lo || v > hi)
+        return Reject::VALUE;
+      float step = n->traits.get_step();
+      if (step > 0) {
+        float k = (v - lo) / step;
+        if (std::fabs(k - std::round(k)) > 1e-3f)
+          return Reject::VALUE;
+      }
+      return Reject::NONE;
+    }
+    case PointType::SWITCH:
+      return field == "0" || field == "1" ? Reject::NONE : Reject::VALUE;
+    case PointType::SELECT: {
+      std::string option;
+      if (!decode_string(field, option))
+        return Reject::VALUE;
+      auto *s = static_cast<select::Select *>(p.entity);
+      return s->index_of(option).has_value() ? Reject::NONE : Reject::VALUE;
+    }
+    case PointType::TEXT: {
+      std::string value;
+      if (!decode_string(field, value))
+        return Reject::VALUE;
+      auto *t = static_cast<text::Text *>(p.entity);
+      auto len = static_cast<int>(value.size());
+      if (len < t->traits.get_min_length() || len > t->traits.get_max_length())
+        return Reject::VALUE;
+      return Reject::NONE;
+    }
+    default:
+      return Reject::VALUE;
+  }
+}
+
+void DataExchange::apply_(Point &p, const std::string &encoded) {
+  // Re-encode the current value: points already at the desired value are left alone, so an
+  // unchanged desired frame causes no state update on the node.
+  this->scratch_.clear();
+  this->encode_point_(p, this->scratch_);
+  p.expected = encoded;
+  p.expected_valid = true;
+  if (this->scratch_ == encoded)
+    return;
+  switch (p.type) {
+    case PointType::NUMBER: {
+      float v = strtof(encoded.c_str(), nullptr);
+      static_cast<number::Number *>(p.entity)->make_call().set_value(v).perform();
+      break;
+    }
+    case PointType::SWITCH:
+      static_cast<switch_::Switch *>(p.entity)->control(encoded == "1");
+      break;
+    case PointType::SELECT: {
+      std::string option;
+      decode_string(encoded, option);
+      static_cast<select::Select *>(p.entity)->make_call().set_option(option).perform();
+      break;
+    }
+    case PointType::TEXT: {
+      std::string value;
+      decode_string(encoded, value);
+      static_cast<text::Text *>(p.entity)->make_call().set_value(value).perform();
+      break;
+    }
+    default:
+      break;
+  }
+}
+
+void DataExchange::on_write(int32_t seq, int32_t seen, std::string model, std::string values,
+                            int32_t acquisition) {
+  // Validate the whole frame first; apply nothing unless every part is valid.
+  Reject reject = Reject::NONE;
+  size_t bad_index = 0;
+  if (model != this->model_hex_) {
+    reject = Reject::MODEL;
+  } else if (acquisition < -1 || acquisition > 1) {
+    reject = Reject::ACQUISITION;
+  } else {
+    this->fields_.clear();
+    size_t start = 0;
+    while (true) {
+      size_t comma = values.find(',', start);
+      this->fields_.emplace_back(values, start, comma == std::string::npos ? std::string::npos : comma - start);
+      if (comma == std::string::npos || this->fields_.size() > this->writable_count_)
+        break;
+      start = comma + 1;
+    }
+    if (this->writable_count_ == 0 && values.empty())
+      this->fields_.clear();
+    if (this->fields_.size() != this->writable_count_) {
+      reject = Reject::LENGTH;
+    } else {
+      size_t w = 0;
+      for (auto &p : this->points_) {
+        if (!p.writable())
+          continue;
+        if (this->validate_(p, this->fields_[w]) != Reject::NONE) {
+          reject = Reject::VALUE;
+          bad_index = w;
+          break;
+        }
+        w++;
+      }
+    }
+  }
+  if (reject != Reject::NONE) {
+    this->rejected_frames_++;
+    static const char *const REASONS[] = {"", "wrong model id", "wrong number of values", "invalid value",
+                                          "invalid acquisition"};
+    if (reject == Reject::VALUE) {
+      ESP_LOGW(TAG, "Rejected desired frame %" PRId32 ": %s for writable point %u; nothing applied", seq,
+               REASONS[static_cast<int>(reject)], static_cast<unsigned>(bad_index));
+    } else {
+      ESP_LOGW(TAG, "Rejected desired frame %" PRId32 ": %s; nothing applied", seq, REASONS[static_cast<int>(reject)]);
+    }
+    return;
+  }
+
+  // Apply. A point changed locally in a frame Home Assistant had not seen yet when it sent
+  // this one keeps its local value: Home Assistant decides on it by writer priority once it
+  // has seen the change, and says so in a later desired frame.
+  auto seen_seq = static_cast<uint32_t>(seen);
+  size_t w = 0;
+  for (auto &p : this->points_) {
+    if (!p.writable())
+      continue;
+    const std::string &field = this->fields_[w++];
+    if (field.empty() || seen_seq < p.local_change_seq)
+      continue;
+    this->apply_(p, field);
+  }
+  if (acquisition >= 0 && seen_seq >= static_cast<uint32_t>(this->acquisition_local_seq_))
+    this->set_acquisition_(acquisition == 1);
+  this->applied_seq_ = static_cast<uint32_t>(seq);
+  if (this->failsafe_active_) {
+    this->failsafe_active_ = false;
+    ESP_LOGI(TAG, "Desired frames again: fail-safe ended");
+  }
+  this->arm_failsafe_();
+  // Acknowledge at once with a full frame, then continue the cycle from here.
+  this->send_frame_();
+  this->restart_cycle_();
+}
+
+// ---- acquisition and fail-safe ----
+
+void DataExchange::set_acquisition(bool running) {
+  if (running == this->acquisition_running_)
+    return;
+  // A local decision: Home Assistant's desired acquisition state from frames sent before it
+  // saw this change does not undo it.
+  this->acquisition_local_seq_ = static_cast<int32_t>(this->seq_ + 1);
+  this->set_acquisition_(running);
+}
+
+void DataExchange::set_acquisition_(bool running) {
+  if (running == this->acquisition_running_)
+    return;
+  this->acquisition_running_ = running;
+  for (auto *c : this->acquisition_) {
+    if (running) {
+      c->start_poller();
+    } else {
+      c->stop_poller();
+    }
+  }
+  ESP_LOGI(TAG, "Acquisition %s", running ? "resumed" : "paused");
+}
+
+void DataExchange::arm_failsafe_() {
+  if (this->failsafe_ms_ == 0)
+    return;
+  this->set_timeout("failsafe", this->failsafe_ms_, [this]() { this->enter_failsafe_(); });
+}
+
+void DataExchange::enter_failsafe_() {
+  ESP_LOGW(TAG, "No desired frame for %" PRIu32 " ms: fail-safe, writable points go to their safe values",
+           this->failsafe_ms_);
+  this->failsafe_active_ = true;
+  for (auto &p : this->points_) {
+    if (!p.writable() || !p.has_safe_value)
+      continue;
+    this->scratch_.clear();
+    switch (p.type) {
+      case PointType::NUMBER:
+        append_float(this->scratch_, p.safe_number);
+        break;
+      case PointType::SWITCH:
+        this->scratch_ = p.safe_bool ? "1" : "0";
+        break;
+      default:
+        append_string(this->scratch_, p.safe_string.data(), p.safe_string.size());
+        break;
+    }
+    std::string encoded = this->scratch_;
+    this->apply_(p, encoded);
+  }
+}
+
+}  // namespace esphome::data_exchange

@@ -1,0 +1,145 @@
+#pragma once
+
+// Cyclic full-state exchange with Home Assistant's Data Exchange integration.
+// Wire format: docs/protocol.md. Vocabulary: node, point, frame, cycle, desired value,
+// reported value, writer priority, stale.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "esphome/components/api/api_server.h"
+#include "esphome/components/api/custom_api_device.h"
+#include "esphome/components/binary_sensor/binary_sensor.h"
+#include "esphome/components/number/number.h"
+#include "esphome/components/select/select.h"
+#include "esphome/components/sensor/sensor.h"
+#include "esphome/components/switch/switch.h"
+#include "esphome/components/text/text.h"
+#include "esphome/components/text_sensor/text_sensor.h"
+#include "esphome/core/automation.h"
+#include "esphome/core/component.h"
+
+namespace esphome::data_exchange {
+
+/// Protocol version carried in every frame (key "v").
+static constexpr uint8_t PROTOCOL_VERSION = 1;
+/// Frames go only to API clients whose Hello names them with this prefix.
+static constexpr const char *CLIENT_PREFIX = "data_exchange";
+static constexpr const char *FRAME_EVENT = "esphome.data_exchange";
+static constexpr const char *MODEL_EVENT = "esphome.data_exchange_model";
+static constexpr const char *WRITE_ACTION = "data_exchange_write";
+static constexpr const char *DESCRIBE_ACTION = "data_exchange_describe";
+
+/// Point types; the character is the type code in the model description.
+enum class PointType : char {
+  SENSOR = 'S',
+  BINARY_SENSOR = 'B',
+  TEXT_SENSOR = 'T',
+  NUMBER = 'N',
+  SWITCH = 'W',
+  SELECT = 'L',
+  TEXT = 'X',
+};
+
+struct Point {
+  PointType type;
+  EntityBase *entity;
+  bool has_safe_value{false};
+  float safe_number{0};
+  bool safe_bool{false};
+  std::string safe_string;
+  // Writable points only: the encoded value this node last applied or reported, to tell a
+  // local change from the effect of a desired frame, and the sequence number of the node
+  // frame that first reported the latest local change.
+  std::string expected;
+  bool expected_valid{false};
+  uint32_t local_change_seq{0};
+
+  bool writable() const {
+    return type == PointType::NUMBER || type == PointType::SWITCH || type == PointType::SELECT ||
+           type == PointType::TEXT;
+  }
+};
+
+/// Why a desired frame was rejected (counted, logged, nothing applied).
+enum class Reject : uint8_t { NONE, MODEL, LENGTH, VALUE, ACQUISITION };
+
+class DataExchange : public Component, public api::CustomAPIDevice {
+ public:
+  void setup() override;
+  void dump_config() override;
+  float get_setup_priority() const override { return setup_priority::AFTER_CONNECTION; }
+
+  void set_cycle(uint32_t ms) { this->cycle_ms_ = ms; }
+  void set_failsafe_timeout(uint32_t ms) { this->failsafe_ms_ = ms; }
+  void add_sensor(sensor::Sensor *s) { this->add_point_(PointType::SENSOR, s); }
+  void add_binary_sensor(binary_sensor::BinarySensor *s) { this->add_point_(PointType::BINARY_SENSOR, s); }
+  void add_text_sensor(text_sensor::TextSensor *s) { this->add_point_(PointType::TEXT_SENSOR, s); }
+  void add_number(number::Number *n, bool has_safe, float safe);
+  void add_switch(switch_::Switch *s, bool has_safe, bool safe);
+  void add_select(select::Select *s, bool has_safe, const char *safe);
+  void add_text(text::Text *t, bool has_safe, const char *safe);
+  void add_acquisition_component(PollingComponent *c) { this->acquisition_.push_back(c); }
+
+  /// Pause or resume sampling; frames keep flowing and say so.
+  void set_acquisition(bool running);
+  bool is_acquisition_running() const { return this->acquisition_running_; }
+  bool is_failsafe_active() const { return this->failsafe_active_; }
+  uint32_t get_model_id() const { return this->model_id_; }
+
+  // API actions (registered at setup). Public for the action registry.
+  void on_write(int32_t seq, int32_t seen, std::string model, std::string values, int32_t acquisition);
+  void on_describe();
+
+ protected:
+  void add_point_(PointType type, EntityBase *entity);
+  void compute_model_();
+  /// Appends the encoded reported value of a point to out.
+  void encode_point_(const Point &p, std::string &out);
+  void send_frame_();
+  void send_event_(const char *name, const char *const *keys, const std::string *values, size_t count);
+  bool has_client_() const;
+  void restart_cycle_();
+  void set_acquisition_(bool running);
+  void arm_failsafe_();
+  void enter_failsafe_();
+  /// Sets a writable point from an encoded value already validated.
+  void apply_(Point &p, const std::string &encoded);
+  Reject validate_(const Point &p, const std::string &field) const;
+
+  std::vector<Point> points_;
+  std::vector<PollingComponent *> acquisition_;
+  size_t writable_count_{0};
+  uint32_t cycle_ms_{1000};
+  uint32_t failsafe_ms_{0};
+  uint32_t model_id_{0};
+  char model_hex_[9]{};
+  std::string model_points_;  // model description, built once
+
+  uint32_t seq_{0};              // last node frame sent
+  uint32_t applied_seq_{0};      // last desired frame applied
+  uint32_t rejected_frames_{0};  // desired frames rejected since boot
+  int32_t acquisition_local_seq_{0};
+  bool acquisition_running_{true};
+  bool failsafe_active_{false};
+
+  // Buffers reused every cycle, so a frame allocates nothing once they have grown.
+  std::string values_buf_;
+  std::string scratch_;
+  std::vector<std::string> fields_;
+};
+
+template<typename... Ts> class PauseAction : public Action<Ts...>, public Parented<DataExchange> {
+ public:
+  explicit PauseAction(DataExchange *parent) : Parented<DataExchange>(parent) {}
+  void play(const Ts &...x) override { this->parent_->set_acquisition(false); }
+};
+
+template<typename... Ts> class ResumeAction : public Action<Ts...>, public Parented<DataExchange> {
+ public:
+  explicit ResumeAction(DataExchange *parent) : Parented<DataExchange>(parent) {}
+  void play(const Ts &...x) override { this->parent_->set_acquisition(true); }
+};
+
+}  // namespace esphome::data_exchange

@@ -1,0 +1,31 @@
+"""Fixtures for firmware tests: the simulated node with a fast cycle, and protocol clients."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.conftest import FIRMWARE
+from tests.harness.dx_client import DxClient
+from tests.harness.node import Node, NodeFactory
+
+# A fast cycle keeps the tests short; the fail-safe fires after 1.5 s without desired frames.
+FAST = {"cycle": "100ms", "failsafe_timeout": "1500ms"}
+CYCLE_MS = 100
+FAILSAFE_MS = 1500
+
+
+@pytest.fixture
+def sim_node(node_factory: NodeFactory) -> Node:
+    """A running simulated node (built and started outside the event loop)."""
+    return node_factory.start(FIRMWARE / "sim-node.yaml", **FAST)
+
+
+@pytest.fixture
+async def dx(sim_node: Node) -> AsyncIterator[DxClient]:
+    client = await DxClient(sim_node).connect()
+    try:
+        yield client
+    finally:
+        await client.disconnect()

@@ -1,0 +1,126 @@
+"""A bare aioesphomeapi client that speaks the Data Exchange protocol, for firmware tests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from aioesphomeapi import APIClient, HomeassistantServiceCall, UserService
+
+from custom_components.data_exchange.protocol import (
+    CLIENT_INFO_PREFIX,
+    DESCRIBE_ACTION,
+    FRAME_EVENT,
+    MODEL_EVENT,
+    WRITE_ACTION,
+    Model,
+    NodeFrame,
+    Value,
+    desired_frame,
+)
+from tests.harness.node import Node
+
+
+class DxClient:
+    """Connects to a node as the integration would: frames, model, desired frames."""
+
+    def __init__(
+        self, node: Node, client_info: str = f"{CLIENT_INFO_PREFIX} tests"
+    ) -> None:
+        self.node = node
+        self.api = APIClient(node.host, node.port, None, client_info=client_info)
+        self.events: asyncio.Queue[HomeassistantServiceCall] = asyncio.Queue()
+        self.model: Model | None = None
+        self.services: dict[str, UserService] = {}
+        self.entities: dict[int, Any] = {}
+        self._frames: list[NodeFrame] = []
+        self._new_frame = asyncio.Event()
+        self._desired_seq = 0
+
+    async def connect(self) -> DxClient:
+        await self.api.connect(login=True)
+        entities, services = await self.api.list_entities_services()
+        self.entities = {e.key: e for e in entities}
+        self.services = {s.name: s for s in services}
+        self.api.subscribe_service_calls(self._on_call)
+        self.model = await self.describe()
+        return self
+
+    async def disconnect(self) -> None:
+        await self.api.disconnect()
+
+    def _on_call(self, call: HomeassistantServiceCall) -> None:
+        if call.is_event and call.service == FRAME_EVENT and self.model is not None:
+            self._frames.append(NodeFrame.from_event(call.data, self.model))
+            self._new_frame.set()
+        else:
+            self.events.put_nowait(call)
+
+    async def describe(self) -> Model:
+        await self.api.execute_service(self.services[DESCRIBE_ACTION], {})
+        while True:
+            call = await asyncio.wait_for(self.events.get(), 10)
+            if call.is_event and call.service == MODEL_EVENT:
+                return Model.from_event(call.data)
+
+    async def next_frame(
+        self,
+        predicate: Callable[[NodeFrame], bool] = lambda f: True,
+        timeout: float = 10,  # noqa: ASYNC109 - a test helper's deadline, not a cancellation API
+    ) -> NodeFrame:
+        """The first frame received from now on that satisfies ``predicate``."""
+        start = len(self._frames)
+
+        async def wait() -> NodeFrame:
+            index = start
+            while True:
+                while index < len(self._frames):
+                    frame = self._frames[index]
+                    index += 1
+                    if predicate(frame):
+                        return frame
+                self._new_frame.clear()
+                await self._new_frame.wait()
+
+        return await asyncio.wait_for(wait(), timeout)
+
+    @property
+    def last_seen(self) -> int:
+        return self._frames[-1].seq if self._frames else 0
+
+    async def write(
+        self,
+        values: list[Value],
+        acquisition: bool | None = None,
+        *,
+        seen: int | None = None,
+        overrides: dict[str, Any] | None = None,
+    ) -> int:
+        """Send one desired frame; returns its sequence number.
+
+        ``overrides`` replaces encoded arguments, to send what a faulty peer would.
+        """
+        assert self.model is not None
+        self._desired_seq += 1
+        args: dict[str, Any] = desired_frame(
+            self.model,
+            self._desired_seq,
+            self.last_seen if seen is None else seen,
+            values,
+            acquisition,
+        )
+        args.update(overrides or {})
+        await self.api.execute_service(self.services[WRITE_ACTION], args)
+        return self._desired_seq
+
+    async def call(self, action: str, **data: Any) -> None:
+        await self.api.execute_service(self.services[action], data)
+
+    def point_index(self, object_id: str) -> int:
+        """Position in the frame of the point for the entity ``object_id``."""
+        assert self.model is not None
+        for i, point in enumerate(self.model.points):
+            if self.entities[point.key].object_id == object_id:
+                return i
+        raise KeyError(object_id)
