@@ -10,7 +10,12 @@ from custom_components.data_exchange.engine import (
     ExchangeEngine,
     StaleReason,
 )
-from custom_components.data_exchange.protocol import Model, ModelPoint, NodeFrame, PointType
+from custom_components.data_exchange.protocol import (
+    Model,
+    ModelPoint,
+    NodeFrame,
+    PointType,
+)
 
 DELAY = 2.0
 MODEL = Model(
@@ -25,8 +30,15 @@ MODEL = Model(
 )
 
 
-def frame(seq: int, applied: int, values: tuple, *, uptime: int | None = None,
-          running: bool = True, failsafe: bool = False) -> NodeFrame:
+def frame(
+    seq: int,
+    applied: int,
+    values: tuple,
+    *,
+    uptime: int | None = None,
+    running: bool = True,
+    failsafe: bool = False,
+) -> NodeFrame:
     return NodeFrame(
         model_id=MODEL.model_id,
         seq=seq,
@@ -81,7 +93,9 @@ def test_home_assistant_write_wins_within_delay(engine: ExchangeEngine) -> None:
     assert desired["values"] == "25,0"
     # The node applied that frame, but reports another value (a local change racing the
     # write) within the delay: Home Assistant's value wins and keeps being sent.
-    result = engine.on_frame(frame(2, int(desired["seq"]), (20.0, 30.0, False)), 10.0 + DELAY / 2)
+    result = engine.on_frame(
+        frame(2, int(desired["seq"]), (20.0, 30.0, False)), 10.0 + DELAY / 2
+    )
     assert result.adopted == []
     assert engine.desired[1].value == 25.0
     assert engine.desired[1].sender == "user:abc"
@@ -93,7 +107,9 @@ def test_later_local_change_wins(engine: ExchangeEngine) -> None:
     engine.write(1, 25.0, "user:abc", now=10.0)
     desired = engine.next_desired_frame()
     engine.on_frame(frame(2, int(desired["seq"]), (20.0, 25.0, False)), 10.1)
-    result = engine.on_frame(frame(3, int(desired["seq"]), (20.0, 30.0, False)), 10.0 + DELAY + 0.1)
+    result = engine.on_frame(
+        frame(3, int(desired["seq"]), (20.0, 30.0, False)), 10.0 + DELAY + 0.1
+    )
     assert result.adopted == [1]
     assert engine.desired[1].value == 30.0
     assert engine.desired[1].sender == SENDER_NODE
@@ -105,7 +121,9 @@ def test_reports_before_ack_do_not_count(engine: ExchangeEngine) -> None:
     engine.write(1, 25.0, "user:abc", now=10.0)
     desired = engine.next_desired_frame()
     # Long after the write, but the node has not applied the frame with it yet.
-    result = engine.on_frame(frame(2, int(desired["seq"]) - 1, (20.0, 21.0, False)), 100.0)
+    result = engine.on_frame(
+        frame(2, int(desired["seq"]) - 1, (20.0, 21.0, False)), 100.0
+    )
     assert result.adopted == []
     assert engine.desired[1].value == 25.0
 
@@ -148,10 +166,16 @@ def test_new_session_reapplies_desired(engine: ExchangeEngine) -> None:
     ],
 )
 def test_sequence_tracking(
-    engine: ExchangeEngine, seqs: list[int], missed: int, duplicates: int, out_of_order: int
+    engine: ExchangeEngine,
+    seqs: list[int],
+    missed: int,
+    duplicates: int,
+    out_of_order: int,
 ) -> None:
     for i, seq in enumerate(seqs):  # one session: one TCP connection
-        engine.on_frame(frame(seq, 0, (float(i), 21.0, False), uptime=1000 + seq), float(i))
+        engine.on_frame(
+            frame(seq, 0, (float(i), 21.0, False), uptime=1000 + seq), float(i)
+        )
     assert engine.stats.missed == missed
     assert engine.stats.duplicates == duplicates
     assert engine.stats.out_of_order == out_of_order
@@ -184,12 +208,16 @@ def test_acquisition_flags(engine: ExchangeEngine) -> None:
         (True, True, 9.0, None),
     ],
 )
-def test_stale_reason(connected: bool, running: bool, last: float | None,
-                      reason: StaleReason | None) -> None:
+def test_stale_reason(
+    connected: bool, running: bool, last: float | None, reason: StaleReason | None
+) -> None:
     assert (
         ExchangeEngine.stale_reason(
-            connected=connected, acquisition_running=running, last_frame=last,
-            now=10.0, stale_after=5.0,
+            connected=connected,
+            acquisition_running=running,
+            last_frame=last,
+            now=10.0,
+            stale_after=5.0,
         )
         == reason
     )
@@ -226,7 +254,9 @@ def test_persistence_round_trip(engine: ExchangeEngine) -> None:
     report_after=st.floats(0, 10),
     delay=st.floats(0.1, 5),
 )
-def test_writer_priority_rule(write_at: float, report_after: float, delay: float) -> None:
+def test_writer_priority_rule(
+    write_at: float, report_after: float, delay: float
+) -> None:
     e = ExchangeEngine(delay)
     e.set_model(MODEL)
     e.start_session()

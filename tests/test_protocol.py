@@ -111,7 +111,7 @@ def test_frame_of_other_model() -> None:
         {"v": "11"},
         {"s": "-1"},
         {"s": "1.5"},
-        {"s": "９"},  # a non-ASCII digit
+        {"s": "\uff19"},  # FULLWIDTH DIGIT NINE: a digit, but not ASCII
         {"q": "2"},
         {"x": "21.5,1,'ok,22,0,'eco"},  # one value short
         {"x": "21.5,1,'ok,22,0,'eco,',"},  # one too many

@@ -1,5 +1,47 @@
 """Constants of the Data Exchange integration."""
 
+from __future__ import annotations
+
 from typing import Final
 
 DOMAIN: Final = "data_exchange"
+
+CONF_NOISE_PSK: Final = "noise_psk"
+CONF_DEVICE_NAME: Final = "device_name"
+
+# Options (config entry options; defaults documented in README "Options").
+CONF_CYCLE: Final = "cycle"
+CONF_WRITER_PRIORITY_DELAY: Final = "writer_priority_delay"
+CONF_STALE_AFTER: Final = "stale_after"
+CONF_KEEP_VALUES: Final = "keep_values"
+
+DEFAULT_PORT: Final = 6053
+DEFAULT_CYCLE: Final = 1.0  # seconds between desired frames
+# A Home Assistant write wins over a node report arriving within this many seconds: long
+# enough to cover a desired frame's round trip and one node cycle with margin, short enough
+# that a person at the device is not overruled by an old write.
+DEFAULT_WRITER_PRIORITY_DELAY: Final = 3.0
+DEFAULT_STALE_AFTER: Final = 10.0  # seconds without a frame until values count as stale
+DEFAULT_KEEP_VALUES: Final = (
+    True  # stale values stay visible (marked) instead of unavailable
+)
+
+MIN_CYCLE: Final = 0.05
+MAX_CYCLE: Final = 3600.0
+
+# Prefix of the API client name: nodes send frames only to clients that introduce
+# themselves with it (protocol.CLIENT_INFO_PREFIX).
+CLIENT_INFO: Final = "data_exchange (Home Assistant)"
+
+STORAGE_VERSION: Final = 1
+STORAGE_SAVE_DELAY: Final = (
+    30  # seconds; Home Assistant also writes pending data at stop
+)
+
+ATTR_STALE: Final = "stale"
+ATTR_CHANGED_AT: Final = "changed_at"
+ATTR_CHANGED_BY: Final = "changed_by"
+ATTR_REASON: Final = "reason"
+
+MODE_FRAME: Final = "frame"
+MODE_ENTITY: Final = "entity"

@@ -68,9 +68,15 @@ class FrameResult:
     """What one node frame changed."""
 
     accepted: bool
-    changed: list[int] = field(default_factory=list)  # points whose reported value changed
-    adopted: list[int] = field(default_factory=list)  # local changes that became desired
-    acknowledged: int | None = None  # desired seq this frame acknowledged for the first time
+    changed: list[int] = field(
+        default_factory=list
+    )  # points whose reported value changed
+    adopted: list[int] = field(
+        default_factory=list
+    )  # local changes that became desired
+    acknowledged: int | None = (
+        None  # desired seq this frame acknowledged for the first time
+    )
     node_state_changed: bool = False  # acquisition or fail-safe flag changed
 
 
@@ -228,7 +234,10 @@ class ExchangeEngine:
             return False
         if _same(desired.value, reported) or self._pending(desired):
             return False
-        if desired.sender != SENDER_NODE and now - desired.time < self.writer_priority_delay:
+        if (
+            desired.sender != SENDER_NODE
+            and now - desired.time < self.writer_priority_delay
+        ):
             return False  # Home Assistant's recent write wins and keeps being sent
         self.desired[index] = Stamped(reported, now, SENDER_NODE)
         return True
@@ -237,16 +246,31 @@ class ExchangeEngine:
         desired = self.desired_acquisition
         if desired is None or bool(desired.value) == running or self._pending(desired):
             return
-        if desired.sender != SENDER_NODE and now - desired.time < self.writer_priority_delay:
+        if (
+            desired.sender != SENDER_NODE
+            and now - desired.time < self.writer_priority_delay
+        ):
             return
         self.desired_acquisition = Stamped(running, now, SENDER_NODE)
+
+    def report(self, index: int, value: Value, now: float) -> bool:
+        """A reported value outside frames (entity mode); True if it changed."""
+        current = self.reported[index]
+        if current is not None and _same(current.value, value):
+            return False
+        self.reported[index] = Stamped(value, now, SENDER_NODE)
+        return True
 
     # ---- staleness ----
 
     @staticmethod
     def stale_reason(
-        *, connected: bool, acquisition_running: bool, last_frame: float | None,
-        now: float, stale_after: float,
+        *,
+        connected: bool,
+        acquisition_running: bool,
+        last_frame: float | None,
+        now: float,
+        stale_after: float,
     ) -> StaleReason | None:
         """Why values are stale, or None while they are live."""
         if not connected:
@@ -263,7 +287,9 @@ class ExchangeEngine:
         """What survives a Home Assistant restart (see from_dict)."""
         return {
             "desired_seq": self.desired_seq,
-            "reported": [None if s is None else _stamped_dict(s) for s in self.reported],
+            "reported": [
+                None if s is None else _stamped_dict(s) for s in self.reported
+            ],
             "desired": {str(i): _stamped_dict(s) for i, s in self.desired.items()},
             "desired_acquisition": None
             if self.desired_acquisition is None
@@ -285,7 +311,9 @@ class ExchangeEngine:
         for key, raw in (data.get("desired") or {}).items():
             index = int(key)
             if 0 <= index < len(model.points) and model.points[index].type.writable:
-                self.desired[index] = _stamped(raw, model.points[index].type, time_offset)
+                self.desired[index] = _stamped(
+                    raw, model.points[index].type, time_offset
+                )
         acq = data.get("desired_acquisition")
         if acq is not None:
             self.desired_acquisition = Stamped(

@@ -1,0 +1,50 @@
+"""Buttons of plain ESPHome nodes (entity mode)."""
+
+from __future__ import annotations
+
+from aioesphomeapi import APIConnectionError, ButtonInfo
+from homeassistant.components.button import ButtonEntity
+from homeassistant.const import Platform
+from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import HomeAssistantError
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+
+from .const import DOMAIN
+from .coordinator import DataExchangeConfigEntry, DataExchangeCoordinator
+from .entity import DataExchangeEntity
+
+PARALLEL_UPDATES = 0
+
+
+async def async_setup_entry(
+    hass: HomeAssistant,
+    entry: DataExchangeConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+) -> None:
+    entry.runtime_data.async_setup_platform(
+        Platform.BUTTON, async_add_entities, None, button_entity=NodeButton
+    )
+
+
+class NodeButton(DataExchangeEntity, ButtonEntity):
+    def __init__(self, coordinator: DataExchangeCoordinator, info: ButtonInfo) -> None:
+        super().__init__(coordinator)
+        self.info = info
+        self._attr_unique_id = coordinator.unique_id("button", info.object_id)
+        self._attr_name = info.name or None
+        self._attr_icon = info.icon or None
+        self._attr_entity_registry_enabled_default = not info.disabled_by_default
+
+    @property
+    def available(self) -> bool:
+        return self.coordinator.connected
+
+    async def async_press(self) -> None:
+        try:
+            await self.coordinator.async_press(self.info)
+        except APIConnectionError as err:
+            raise HomeAssistantError(
+                translation_domain=DOMAIN,
+                translation_key="not_connected",
+                translation_placeholders={"node": self.coordinator.name},
+            ) from err

@@ -1,0 +1,354 @@
+"""Config flow: add a node by address or by discovery; reauth, reconfigure, options."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+import re
+from typing import Any
+
+from aioesphomeapi import (
+    APIClient,
+    APIConnectionError,
+    DeviceInfo as NodeDeviceInfo,
+    EncryptionPlaintextAPIError,
+    InvalidEncryptionKeyAPIError,
+    RequiresEncryptionAPIError,
+)
+from homeassistant.config_entries import (
+    SOURCE_RECONFIGURE,
+    ConfigEntry,
+    ConfigFlow,
+    ConfigFlowResult,
+    OptionsFlowWithReload,
+)
+from homeassistant.const import CONF_HOST, CONF_PORT
+from homeassistant.core import callback
+from homeassistant.helpers.device_registry import format_mac
+from homeassistant.helpers.selector import (
+    BooleanSelector,
+    NumberSelector,
+    NumberSelectorConfig,
+    NumberSelectorMode,
+    TextSelector,
+    TextSelectorConfig,
+    TextSelectorType,
+)
+from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
+import probatio
+
+from .const import (
+    CLIENT_INFO,
+    CONF_CYCLE,
+    CONF_DEVICE_NAME,
+    CONF_KEEP_VALUES,
+    CONF_NOISE_PSK,
+    CONF_STALE_AFTER,
+    CONF_WRITER_PRIORITY_DELAY,
+    DEFAULT_CYCLE,
+    DEFAULT_KEEP_VALUES,
+    DEFAULT_PORT,
+    DEFAULT_STALE_AFTER,
+    DEFAULT_WRITER_PRIORITY_DELAY,
+    DOMAIN,
+    MAX_CYCLE,
+    MIN_CYCLE,
+)
+
+# A host name (RFC 1123 labels) or an IPv4/IPv6 address; nothing else reaches the client.
+_HOST = re.compile(
+    r"(?=.{1,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
+    r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?"
+    r"|[0-9A-Fa-f:.]{2,45}"
+)
+_KEY_SELECTOR = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
+
+
+def valid_host(host: str) -> bool:
+    return bool(_HOST.fullmatch(host))
+
+
+def valid_key(key: str) -> bool:
+    """An ESPHome API encryption key: 32 bytes, base64."""
+    try:
+        return len(base64.b64decode(key, validate=True)) == 32
+    except binascii.Error, ValueError:
+        return False
+
+
+async def async_try_connect(
+    host: str, port: int, key: str | None
+) -> tuple[NodeDeviceInfo | None, str | None]:
+    """Connect once; the node's device info, or an error key of the form."""
+    if not valid_host(host):
+        return None, "invalid_host"
+    if key and not valid_key(key):
+        return None, "invalid_key_format"
+    client = APIClient(host, port, None, noise_psk=key or None, client_info=CLIENT_INFO)
+    try:
+        await client.connect(login=True)
+        return await client.device_info(), None
+    except RequiresEncryptionAPIError:
+        return None, "key_required"
+    except InvalidEncryptionKeyAPIError:
+        return None, "invalid_key"
+    except EncryptionPlaintextAPIError:
+        return None, "node_without_encryption"
+    except APIConnectionError, OSError, TimeoutError:
+        return None, "cannot_connect"
+    finally:
+        await client.disconnect(force=True)
+
+
+class DataExchangeConfigFlow(ConfigFlow, domain=DOMAIN):
+    """Add a node."""
+
+    VERSION = 1
+
+    def __init__(self) -> None:
+        self._host = ""
+        self._port = DEFAULT_PORT
+        self._name = ""
+        self._key_required = False
+
+    @staticmethod
+    @callback
+    def async_get_options_flow(config_entry: ConfigEntry) -> DataExchangeOptionsFlow:
+        return DataExchangeOptionsFlow()
+
+    # ---- by address ----
+
+    async def async_step_user(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            self._host = user_input[CONF_HOST].strip()
+            self._port = int(user_input[CONF_PORT])
+            key = (user_input.get(CONF_NOISE_PSK) or "").strip() or None
+            info, error = await async_try_connect(self._host, self._port, key)
+            if info is not None:
+                return await self._async_create_or_update(info, key)
+            errors[CONF_NOISE_PSK if error and "key" in error else "base"] = str(error)
+        return self.async_show_form(
+            step_id="user",
+            data_schema=self.add_suggested_values_to_schema(
+                probatio.Schema(
+                    {
+                        probatio.Required(CONF_HOST): str,
+                        probatio.Required(
+                            CONF_PORT, default=DEFAULT_PORT
+                        ): probatio.All(
+                            probatio.Coerce(int), probatio.Range(min=1, max=65535)
+                        ),
+                        probatio.Optional(CONF_NOISE_PSK): _KEY_SELECTOR,
+                    }
+                ),
+                user_input,
+            ),
+            errors=errors,
+        )
+
+    # ---- by discovery ----
+
+    async def async_step_zeroconf(
+        self, discovery_info: ZeroconfServiceInfo
+    ) -> ConfigFlowResult:
+        mac = discovery_info.properties.get("mac")
+        if not mac:
+            return self.async_abort(reason="no_mac")
+        await self.async_set_unique_id(format_mac(mac))
+        self._host = discovery_info.host
+        self._port = discovery_info.port or DEFAULT_PORT
+        self._abort_if_unique_id_configured(
+            updates={CONF_HOST: self._host, CONF_PORT: self._port}
+        )
+        self._name = (
+            discovery_info.properties.get("friendly_name")
+            or discovery_info.hostname.split(".")[0]
+        )
+        self._key_required = "api_encryption" in discovery_info.properties
+        self.context["title_placeholders"] = {"name": self._name}
+        return await self.async_step_discovery_confirm()
+
+    async def async_step_discovery_confirm(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            if self._key_required:
+                return await self.async_step_encryption_key()
+            info, error = await async_try_connect(self._host, self._port, None)
+            if info is not None:
+                return await self._async_create_or_update(info, None)
+            if error == "key_required":
+                self._key_required = True
+                return await self.async_step_encryption_key()
+            errors["base"] = str(error)
+        self._set_confirm_only()
+        return self.async_show_form(
+            step_id="discovery_confirm",
+            description_placeholders={"name": self._name},
+            errors=errors,
+        )
+
+    async def async_step_encryption_key(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            key = user_input[CONF_NOISE_PSK].strip()
+            info, error = await async_try_connect(self._host, self._port, key)
+            if info is not None:
+                return await self._async_create_or_update(info, key)
+            errors["base" if error == "cannot_connect" else CONF_NOISE_PSK] = str(error)
+        return self.async_show_form(
+            step_id="encryption_key",
+            data_schema=probatio.Schema(
+                {probatio.Required(CONF_NOISE_PSK): _KEY_SELECTOR}
+            ),
+            description_placeholders={"name": self._name or self._host},
+            errors=errors,
+        )
+
+    # ---- reauth and reconfigure ----
+
+    async def async_step_reauth(
+        self, entry_data: Mapping[str, Any]
+    ) -> ConfigFlowResult:
+        self._host = entry_data[CONF_HOST]
+        self._port = entry_data[CONF_PORT]
+        self._name = self._get_reauth_entry().title
+        return await self.async_step_reauth_confirm()
+
+    async def async_step_reauth_confirm(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            key = (user_input.get(CONF_NOISE_PSK) or "").strip() or None
+            info, error = await async_try_connect(self._host, self._port, key)
+            if info is not None:
+                entry = self._get_reauth_entry()
+                await self.async_set_unique_id(format_mac(info.mac_address))
+                self._abort_if_unique_id_mismatch(reason="wrong_device")
+                return self.async_update_reload_and_abort(
+                    entry, data_updates={CONF_NOISE_PSK: key}
+                )
+            errors["base" if error == "cannot_connect" else CONF_NOISE_PSK] = str(error)
+        return self.async_show_form(
+            step_id="reauth_confirm",
+            data_schema=probatio.Schema(
+                {probatio.Optional(CONF_NOISE_PSK): _KEY_SELECTOR}
+            ),
+            description_placeholders={"name": self._name},
+            errors=errors,
+        )
+
+    async def async_step_reconfigure(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        entry = self._get_reconfigure_entry()
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            self._host = user_input[CONF_HOST].strip()
+            self._port = int(user_input[CONF_PORT])
+            key = (user_input.get(CONF_NOISE_PSK) or "").strip() or None
+            info, error = await async_try_connect(self._host, self._port, key)
+            if info is not None:
+                return await self._async_create_or_update(info, key)
+            errors[CONF_NOISE_PSK if error and "key" in error else "base"] = str(error)
+        suggested = user_input or {
+            CONF_HOST: entry.data[CONF_HOST],
+            CONF_PORT: entry.data[CONF_PORT],
+        }
+        return self.async_show_form(
+            step_id="reconfigure",
+            data_schema=self.add_suggested_values_to_schema(
+                probatio.Schema(
+                    {
+                        probatio.Required(CONF_HOST): str,
+                        probatio.Required(CONF_PORT): probatio.All(
+                            probatio.Coerce(int), probatio.Range(min=1, max=65535)
+                        ),
+                        probatio.Optional(CONF_NOISE_PSK): _KEY_SELECTOR,
+                    }
+                ),
+                suggested,
+            ),
+            errors=errors,
+        )
+
+    async def _async_create_or_update(
+        self, info: NodeDeviceInfo, key: str | None
+    ) -> ConfigFlowResult:
+        data = {
+            CONF_HOST: self._host,
+            CONF_PORT: self._port,
+            CONF_NOISE_PSK: key,
+            CONF_DEVICE_NAME: info.name,
+        }
+        await self.async_set_unique_id(
+            format_mac(info.mac_address), raise_on_progress=False
+        )
+        if self.source == SOURCE_RECONFIGURE:
+            self._abort_if_unique_id_mismatch(reason="wrong_device")
+            return self.async_update_reload_and_abort(
+                self._get_reconfigure_entry(), data_updates=data
+            )
+        self._abort_if_unique_id_configured(updates=data)
+        return self.async_create_entry(title=info.friendly_name or info.name, data=data)
+
+
+class DataExchangeOptionsFlow(OptionsFlowWithReload):
+    """Cycle, writer priority delay, staleness and what stale values look like."""
+
+    async def async_step_init(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            if user_input[CONF_STALE_AFTER] <= user_input[CONF_CYCLE]:
+                errors[CONF_STALE_AFTER] = "stale_after_too_short"
+            else:
+                return self.async_create_entry(data=user_input)
+        options = self.config_entry.options
+
+        def seconds(minimum: float, maximum: float, step: float) -> NumberSelector:
+            return NumberSelector(
+                NumberSelectorConfig(
+                    min=minimum,
+                    max=maximum,
+                    step=step,
+                    unit_of_measurement="s",
+                    mode=NumberSelectorMode.BOX,
+                )
+            )
+
+        schema = probatio.Schema(
+            {
+                probatio.Required(
+                    CONF_CYCLE, default=options.get(CONF_CYCLE, DEFAULT_CYCLE)
+                ): seconds(MIN_CYCLE, MAX_CYCLE, 0.05),
+                probatio.Required(
+                    CONF_WRITER_PRIORITY_DELAY,
+                    default=options.get(
+                        CONF_WRITER_PRIORITY_DELAY, DEFAULT_WRITER_PRIORITY_DELAY
+                    ),
+                ): seconds(0, 600, 0.1),
+                probatio.Required(
+                    CONF_STALE_AFTER,
+                    default=options.get(CONF_STALE_AFTER, DEFAULT_STALE_AFTER),
+                ): seconds(1, 86400, 1),
+                probatio.Required(
+                    CONF_KEEP_VALUES,
+                    default=options.get(CONF_KEEP_VALUES, DEFAULT_KEEP_VALUES),
+                ): BooleanSelector(),
+            }
+        )
+        return self.async_show_form(
+            step_id="init",
+            data_schema=self.add_suggested_values_to_schema(schema, user_input),
+            errors=errors,
+        )

@@ -1,0 +1,137 @@
+"""Sensors: sensor and text_sensor points, and each node's exchange mode and health."""
+
+from __future__ import annotations
+
+from aioesphomeapi import SensorStateClass
+from homeassistant.components.sensor import (
+    SensorDeviceClass,
+    SensorEntity,
+    SensorEntityDescription,
+    SensorStateClass as HASensorStateClass,
+)
+from homeassistant.const import EntityCategory, Platform, UnitOfTime
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers.entity import Entity
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+
+from .const import MODE_ENTITY, MODE_FRAME
+from .coordinator import (
+    TOPIC_STATS,
+    DataExchangeConfigEntry,
+    DataExchangeCoordinator,
+    NodePoint,
+)
+from .entity import NodeEntity, PointEntity
+from .protocol import PointType
+
+PARALLEL_UPDATES = 0
+
+_STATE_CLASSES = {
+    SensorStateClass.MEASUREMENT: HASensorStateClass.MEASUREMENT,
+    SensorStateClass.TOTAL_INCREASING: HASensorStateClass.TOTAL_INCREASING,
+    SensorStateClass.TOTAL: HASensorStateClass.TOTAL,
+    SensorStateClass.MEASUREMENT_ANGLE: HASensorStateClass.MEASUREMENT_ANGLE,
+}
+
+MODE = SensorEntityDescription(
+    key="mode",
+    translation_key="mode",
+    device_class=SensorDeviceClass.ENUM,
+    options=[MODE_FRAME, MODE_ENTITY],
+    entity_category=EntityCategory.DIAGNOSTIC,
+)
+# Changes every cycle: disabled by default.
+LATENCY = SensorEntityDescription(
+    key="latency",
+    translation_key="latency",
+    native_unit_of_measurement=UnitOfTime.MILLISECONDS,
+    device_class=SensorDeviceClass.DURATION,
+    state_class=HASensorStateClass.MEASUREMENT,
+    suggested_display_precision=2,
+    entity_category=EntityCategory.DIAGNOSTIC,
+    entity_registry_enabled_default=False,
+)
+MISSED_FRAMES = SensorEntityDescription(
+    key="missed_frames",
+    translation_key="missed_frames",
+    state_class=HASensorStateClass.TOTAL_INCREASING,
+    entity_category=EntityCategory.DIAGNOSTIC,
+)
+
+
+async def async_setup_entry(
+    hass: HomeAssistant,
+    entry: DataExchangeConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+) -> None:
+    def point_entity(coordinator: DataExchangeCoordinator, point: NodePoint) -> Entity:
+        if point.type is PointType.TEXT_SENSOR:
+            return PointTextSensor(coordinator, point)
+        return PointSensor(coordinator, point)
+
+    def node_entities(coordinator: DataExchangeCoordinator) -> list[Entity]:
+        entities: list[Entity] = [ModeSensor(coordinator, MODE)]
+        if coordinator.mode == MODE_FRAME:
+            entities += [
+                LatencySensor(coordinator, LATENCY),
+                MissedFramesSensor(coordinator, MISSED_FRAMES),
+            ]
+        return entities
+
+    entry.runtime_data.async_setup_platform(
+        Platform.SENSOR, async_add_entities, point_entity, node_entities
+    )
+
+
+class PointSensor(PointEntity, SensorEntity):
+    def __init__(self, coordinator: DataExchangeCoordinator, point: NodePoint) -> None:
+        super().__init__(coordinator, point)
+        info = point.info
+        self._attr_native_unit_of_measurement = (
+            getattr(info, "unit_of_measurement", "") or None
+        )
+        self._attr_suggested_display_precision = getattr(
+            info, "accuracy_decimals", None
+        )
+        device_class = getattr(info, "device_class", "")
+        if device_class in SensorDeviceClass.__members__.values():
+            self._attr_device_class = SensorDeviceClass(device_class)
+        self._attr_state_class = _STATE_CLASSES.get(getattr(info, "state_class", None))  # type: ignore[arg-type]
+
+    @property
+    def native_value(self) -> float | None:
+        value = self.point_value
+        return value if isinstance(value, float) else None
+
+
+class PointTextSensor(PointEntity, SensorEntity):
+    @property
+    def native_value(self) -> str | None:
+        value = self.point_value
+        return value if isinstance(value, str) else None
+
+
+class ModeSensor(NodeEntity, SensorEntity):
+    """Which mode the node uses: frame (our component) or entity (plain ESPHome)."""
+
+    @property
+    def native_value(self) -> str | None:
+        return self.coordinator.mode
+
+
+class LatencySensor(NodeEntity, SensorEntity):
+    """Desired frame sent -> node's acknowledging frame received."""
+
+    topic = TOPIC_STATS
+
+    @property
+    def native_value(self) -> float | None:
+        return self.coordinator.latency_ms
+
+
+class MissedFramesSensor(NodeEntity, SensorEntity):
+    topic = TOPIC_STATS
+
+    @property
+    def native_value(self) -> int:
+        return self.coordinator.engine.stats.missed

@@ -1,0 +1,106 @@
+"""Fixtures for tests through Home Assistant against real simulated nodes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from homeassistant.const import CONF_HOST, CONF_PORT, EVENT_STATE_CHANGED
+from homeassistant.core import Event, HomeAssistant, callback
+from homeassistant.helpers.device_registry import format_mac
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from custom_components.data_exchange.const import (
+    CONF_CYCLE,
+    CONF_DEVICE_NAME,
+    CONF_NOISE_PSK,
+    CONF_STALE_AFTER,
+    DOMAIN,
+)
+from tests.conftest import FIRMWARE, NODES
+from tests.harness.node import Node, NodeFactory
+
+# The same build as the firmware tests: frames every 100 ms, fail-safe after 1.5 s.
+SIM = {"cycle": "100ms", "failsafe_timeout": "1500ms"}
+# Home Assistant sends desired frames every 200 ms in these tests.
+FAST_OPTIONS = {CONF_CYCLE: 0.2, CONF_STALE_AFTER: 2.0}
+
+
+@pytest.fixture
+def sim_node(node_factory: NodeFactory) -> Node:
+    return node_factory.start(FIRMWARE / "sim-node.yaml", **SIM)
+
+
+@pytest.fixture
+def plain_node(node_factory: NodeFactory) -> Node:
+    """An ESPHome node without our component (entity mode)."""
+    return node_factory.start(NODES / "minimal.yaml")
+
+
+def entry_for(node: Node, **options: Any) -> MockConfigEntry:
+    return MockConfigEntry(
+        domain=DOMAIN,
+        title=node.name,
+        unique_id=format_mac(node.mac),
+        data={
+            CONF_HOST: node.host,
+            CONF_PORT: node.port,
+            CONF_NOISE_PSK: None,
+            CONF_DEVICE_NAME: node.name,
+        },
+        options={**FAST_OPTIONS, **options},
+    )
+
+
+async def until(
+    hass: HomeAssistant, predicate: Callable[[], bool], timeout: float = 15.0
+) -> None:
+    """Wait until ``predicate`` holds, re-checked on every state change (no fixed sleeps)."""
+    if predicate():
+        return
+    done = hass.loop.create_future()
+
+    @callback
+    def check(_event: Event) -> None:
+        if not done.done() and predicate():
+            done.set_result(None)
+
+    unsub = hass.bus.async_listen(EVENT_STATE_CHANGED, check)
+    try:
+        async with __import__("asyncio").timeout(timeout):
+            await done
+    finally:
+        unsub()
+
+
+async def setup_node(
+    hass: HomeAssistant, node: Node, **options: Any
+) -> MockConfigEntry:
+    """Add the node and wait until its point entities exist and show live values."""
+    entry = entry_for(node, **options)
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    await until(
+        hass, lambda: bool(entity_ids(hass, entry, "sensor")) and live(hass, entry)
+    )
+    return entry
+
+
+def entity_ids(hass: HomeAssistant, entry: MockConfigEntry, domain: str) -> list[str]:
+    from homeassistant.helpers import entity_registry as er
+
+    return [
+        e.entity_id
+        for e in er.async_entries_for_config_entry(er.async_get(hass), entry.entry_id)
+        if e.domain == domain
+    ]
+
+
+def live(hass: HomeAssistant, entry: MockConfigEntry) -> bool:
+    """The node is connected and its values are not stale."""
+    coordinator = getattr(entry, "runtime_data", None)
+    return bool(
+        coordinator and coordinator.connected and coordinator.stale_reason is None
+    )
