@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -54,7 +55,7 @@ def entry_for(node: Node, **options: Any) -> MockConfigEntry:
 
 
 async def until(
-    hass: HomeAssistant, predicate: Callable[[], bool], timeout: float = 15.0
+    hass: HomeAssistant, predicate: Callable[[], bool], within: float = 15.0
 ) -> None:
     """Wait until ``predicate`` holds, re-checked on every state change (no fixed sleeps)."""
     if predicate():
@@ -68,7 +69,7 @@ async def until(
 
     unsub = hass.bus.async_listen(EVENT_STATE_CHANGED, check)
     try:
-        async with __import__("asyncio").timeout(timeout):
+        async with asyncio.timeout(within):
             await done
     finally:
         unsub()
