@@ -63,6 +63,15 @@ _HOST = re.compile(
     r"|[0-9A-Fa-f:.]{2,45}"
 )
 _KEY_SELECTOR = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
+# Errors shown at the key field; the others concern the whole form.
+_KEY_ERRORS = frozenset(
+    {"invalid_key", "invalid_key_format", "key_required", "node_without_encryption"}
+)
+
+
+def _errors(error: str | None) -> dict[str, str]:
+    error = error or "cannot_connect"
+    return {CONF_NOISE_PSK if error in _KEY_ERRORS else "base": error}
 
 
 def valid_host(host: str) -> bool:
@@ -130,7 +139,7 @@ class DataExchangeConfigFlow(ConfigFlow, domain=DOMAIN):
             info, error = await async_try_connect(self._host, self._port, key)
             if info is not None:
                 return await self._async_create_or_update(info, key)
-            errors[CONF_NOISE_PSK if error and "key" in error else "base"] = str(error)
+            errors = _errors(error)
         return self.async_show_form(
             step_id="user",
             data_schema=self.add_suggested_values_to_schema(
@@ -185,7 +194,7 @@ class DataExchangeConfigFlow(ConfigFlow, domain=DOMAIN):
             if error == "key_required":
                 self._key_required = True
                 return await self.async_step_encryption_key()
-            errors["base"] = str(error)
+            errors = _errors(error)
         self._set_confirm_only()
         return self.async_show_form(
             step_id="discovery_confirm",
@@ -202,7 +211,7 @@ class DataExchangeConfigFlow(ConfigFlow, domain=DOMAIN):
             info, error = await async_try_connect(self._host, self._port, key)
             if info is not None:
                 return await self._async_create_or_update(info, key)
-            errors["base" if error == "cannot_connect" else CONF_NOISE_PSK] = str(error)
+            errors = _errors(error)
         return self.async_show_form(
             step_id="encryption_key",
             data_schema=probatio.Schema(
@@ -236,7 +245,7 @@ class DataExchangeConfigFlow(ConfigFlow, domain=DOMAIN):
                 return self.async_update_reload_and_abort(
                     entry, data_updates={CONF_NOISE_PSK: key}
                 )
-            errors["base" if error == "cannot_connect" else CONF_NOISE_PSK] = str(error)
+            errors = _errors(error)
         return self.async_show_form(
             step_id="reauth_confirm",
             data_schema=probatio.Schema(
@@ -258,7 +267,7 @@ class DataExchangeConfigFlow(ConfigFlow, domain=DOMAIN):
             info, error = await async_try_connect(self._host, self._port, key)
             if info is not None:
                 return await self._async_create_or_update(info, key)
-            errors[CONF_NOISE_PSK if error and "key" in error else "base"] = str(error)
+            errors = _errors(error)
         suggested = user_input or {
             CONF_HOST: entry.data[CONF_HOST],
             CONF_PORT: entry.data[CONF_PORT],

@@ -145,6 +145,26 @@ class NodeBuild:
         done.write_text(str(programs[0]))
 
 
+def firmware_variant(name: str, yaml_name: str, drop: list[str]) -> Path:
+    """A copy of the firmware tree whose ``yaml_name`` lacks the lines in ``drop``.
+
+    Lives at a stable path in the build cache, so the variant is compiled once and reused;
+    used to test a firmware change (points removed) on a node with the same MAC.
+    """
+    root = work_dir() / "variants" / name
+    yaml = root / yaml_name
+    text = (FIRMWARE_DIR / yaml_name).read_text()
+    for line in drop:
+        if line + "\n" not in text:
+            raise NodeError(f"{yaml_name} has no line {line!r}")
+        text = text.replace(line + "\n", "", 1)
+    if not yaml.exists() or yaml.read_text() != text:
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.copytree(FIRMWARE_DIR, root, ignore=shutil.ignore_patterns(".esphome"))
+        yaml.write_text(text)
+    return yaml
+
+
 def free_port() -> int:
     """A TCP port on loopback that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

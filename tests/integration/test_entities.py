@@ -1,0 +1,215 @@
+"""Entities for every point, in frame mode and in entity mode, and how they follow the node."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from homeassistant.const import STATE_ON, STATE_UNAVAILABLE
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import device_registry as dr, entity_registry as er
+import pytest
+from syrupy.assertion import SnapshotAssertion
+
+from custom_components.data_exchange.const import DOMAIN
+from tests.harness.node import Node, NodeBuild, NodeFactory, firmware_variant
+from tests.integration.conftest import SIM, entity_ids, setup_node, until
+
+# Sensors of the simulated node are random walks: their values are not snapshotted.
+RANDOM = {"temperature", "humidity", "pressure", "occupancy", "status", "latency"}
+
+
+def describe(hass: HomeAssistant, entry_id: str, mac: str) -> list[dict[str, Any]]:
+    """Registry entries and states, without what differs between runs (MAC, ids, values)."""
+    registry = er.async_get(hass)
+    out = []
+    for e in sorted(
+        er.async_entries_for_config_entry(registry, entry_id), key=lambda e: e.unique_id
+    ):
+        key = e.unique_id.removeprefix(f"{mac}-")
+        state = hass.states.get(e.entity_id)
+        attributes = {
+            k: v
+            for k, v in (state.attributes.items() if state else ())
+            if k not in ("friendly_name",)
+        }
+        out.append(
+            {
+                "unique_id": key,
+                "domain": e.domain,
+                "original_name": e.original_name,
+                "translation_key": e.translation_key,
+                "original_device_class": e.original_device_class,
+                "unit": e.unit_of_measurement,
+                "entity_category": e.entity_category,
+                "disabled_by": e.disabled_by,
+                "capabilities": e.capabilities,
+                "state": None
+                if state is None or key.split("-")[-1] in RANDOM
+                else state.state,
+                "attributes": attributes,
+            }
+        )
+    return out
+
+
+async def test_frame_mode_entities(
+    hass: HomeAssistant, sim_node: Node, snapshot: SnapshotAssertion
+) -> None:
+    entry = await setup_node(hass, sim_node)
+    assert describe(hass, entry.entry_id, entry.unique_id) == snapshot
+    (device,) = dr.async_entries_for_config_entry(dr.async_get(hass), entry.entry_id)
+    assert (DOMAIN, entry.unique_id) in device.identifiers
+    assert device.name.startswith("Simulated node")
+    assert device.manufacturer == "data_exchange"
+    assert device.model == "sim_node"
+    assert device.sw_version == "0.1.0"
+    assert (dr.CONNECTION_NETWORK_MAC, entry.unique_id) in device.connections
+
+
+async def test_entity_mode_for_plain_node(
+    hass: HomeAssistant, plain_node: Node, snapshot: SnapshotAssertion
+) -> None:
+    entry = await setup_node(hass, plain_node)
+    answer = next(e for e in entity_ids(hass, entry, "sensor") if e.endswith("answer"))
+    relay = next(e for e in entity_ids(hass, entry, "switch") if e.endswith("relay"))
+    # Values come from the state subscription: the node's first burst.
+    await until(hass, lambda: hass.states.get(answer).state == "42.0")
+    await until(hass, lambda: hass.states.get(relay).state == "off")
+    assert describe(hass, entry.entry_id, entry.unique_id) == snapshot
+    mode = [e for e in entity_ids(hass, entry, "sensor") if e.endswith("exchange_mode")]
+    assert hass.states.get(mode[0]).state == "entity"
+
+
+async def test_kill_and_restart_recovers_with_one_log_line_each(
+    hass: HomeAssistant, sim_node: Node, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="custom_components.data_exchange")
+    entry = await setup_node(hass, sim_node)
+    coordinator = entry.runtime_data
+    setpoint = next(
+        e for e in entity_ids(hass, entry, "number") if e.endswith("setpoint")
+    )
+    connection = next(
+        e for e in entity_ids(hass, entry, "binary_sensor") if e.endswith("connection")
+    )
+    sim_node.kill()
+    await until(hass, lambda: hass.states.get(connection).state == "off")
+    # Stale, not unavailable (default option): the last value stays visible, marked.
+    state = hass.states.get(setpoint)
+    assert state.state == "21.0"
+    assert state.attributes["stale"] is True
+    sim_node.start()
+    await until(
+        hass, lambda: coordinator.connected and coordinator.stale_reason is None, 30
+    )
+    assert hass.states.get(connection).state == STATE_ON
+    assert hass.states.get(setpoint).attributes["stale"] is False
+    messages = [r.getMessage() for r in caplog.records if r.name.endswith("connection")]
+    assert len([m for m in messages if "is unavailable" in m]) == 1, messages
+    assert len([m for m in messages if "is available again" in m]) == 1, messages
+
+
+async def test_values_unavailable_when_option_off(
+    hass: HomeAssistant, sim_node: Node
+) -> None:
+    entry = await setup_node(hass, sim_node, keep_values=False)
+    setpoint = next(
+        e for e in entity_ids(hass, entry, "number") if e.endswith("setpoint")
+    )
+    sim_node.kill()
+    await until(hass, lambda: hass.states.get(setpoint).state == STATE_UNAVAILABLE)
+
+
+@pytest.fixture
+def reduced_build(node_factory: NodeFactory) -> NodeBuild:
+    """The simulated node's firmware without its pressure and label points."""
+    yaml = firmware_variant(
+        "sim-node-reduced",
+        "sim-node.yaml",
+        ["    - sensor: pressure", "    - text: label"],
+    )
+    return node_factory.build(yaml, **SIM)
+
+
+async def test_firmware_change_removes_and_adds_entities(
+    hass: HomeAssistant,
+    sim_node: Node,
+    reduced_build: NodeBuild,
+    node_factory: NodeFactory,
+) -> None:
+    entry = await setup_node(hass, sim_node)
+    registry = er.async_get(hass)
+
+    def has(kind: str, object_id: str) -> bool:
+        uid = f"{entry.unique_id}-{kind}-{object_id}"
+        return (
+            registry.async_get_entity_id(
+                kind if kind != "text_sensor" else "sensor", DOMAIN, uid
+            )
+            is not None
+        )
+
+    assert has("sensor", "pressure")
+    assert has("text", "label")
+    # Flash the new firmware: same device (MAC), same address.
+    sim_node.stop()
+    reduced = Node(reduced_build, port=sim_node.port, mac=sim_node.mac)
+    node_factory.nodes.append(reduced)
+    reduced.start()
+    await until(
+        hass, lambda: not has("sensor", "pressure") and not has("text", "label"), 30
+    )
+    assert has("sensor", "temperature")
+    # And back: the points appear again, without reloading by hand.
+    reduced.stop()
+    sim_node.start()
+    await until(hass, lambda: has("sensor", "pressure") and has("text", "label"), 30)
+
+
+def _established(port: int) -> int:
+    """TCP connections to ``port`` on this machine (both ends, from /proc/net/tcp)."""
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, remote, st = line.split()[1:4]
+        if st == "01" and (
+            int(local.split(":")[1], 16) == port
+            or int(remote.split(":")[1], 16) == port
+        ):
+            count += 1
+    return count
+
+
+async def test_unload_and_reload_leave_nothing_behind(
+    hass: HomeAssistant, sim_node: Node
+) -> None:
+    entry = await setup_node(hass, sim_node)
+    assert _established(sim_node.port) == 2  # our one connection, seen from both ends
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+    assert _established(sim_node.port) == 0
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await until(
+        hass,
+        lambda: (
+            entry.runtime_data.connected and entry.runtime_data.stale_reason is None
+        ),
+    )
+    assert _established(sim_node.port) == 2
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+    assert _established(sim_node.port) == 0
+    # Lingering tasks and timers are checked by the test plugin's cleanup fixture.
+
+
+async def test_entity_mode_commands(hass: HomeAssistant, plain_node: Node) -> None:
+    entry = await setup_node(hass, plain_node)
+    relay = next(e for e in entity_ids(hass, entry, "switch") if e.endswith("relay"))
+    await until(hass, lambda: hass.states.get(relay).state == "off")
+    await hass.services.async_call(
+        "switch", "turn_on", {"entity_id": relay}, blocking=True
+    )
+    # The node's own state echo, not an optimistic write.
+    await until(hass, lambda: hass.states.get(relay).state == STATE_ON)
+    assert hass.states.get(relay).attributes["changed_by"] == "home_assistant"
