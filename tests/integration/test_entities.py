@@ -32,7 +32,7 @@ def describe(hass: HomeAssistant, entry_id: str, mac: str) -> list[dict[str, Any
         attributes = {
             k: v
             for k, v in (state.attributes.items() if state else ())
-            if k not in ("friendly_name",)
+            if k != "friendly_name"
         }
         out.append(
             {
