@@ -68,6 +68,7 @@ class ConnectionListener(Protocol):
     async def async_on_auth_error(self, err: Exception) -> None: ...
     def on_node_event(self, name: str, data: dict[str, str]) -> None: ...
     def on_entity_state(self, state: EntityState) -> None: ...
+    def on_ignored_call(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -202,6 +203,7 @@ class NodeConnection:
             self.listener.on_node_event(call.service, call.data)
             return
         self.stats.ignored_calls += 1
+        self.listener.on_ignored_call()
         _LOGGER.debug(
             "%s: ignored %s %r from the node",
             self.name,

@@ -108,6 +108,7 @@ PLATFORMS = [
 DESCRIBE_TIMEOUT = 10.0
 TOPIC_NODE = "node"  # connectivity, staleness, acquisition, mode
 TOPIC_STATS = "stats"  # latency, missed frames
+TOPIC_IGNORED = "ignored"  # the node sent an action request or a foreign event
 
 
 @dataclass(frozen=True, slots=True)
@@ -576,6 +577,10 @@ class DataExchangeCoordinator:
     def _bad_frame(self, err: ProtocolError) -> None:
         self.bad_frames += 1
         _LOGGER.warning("%s: ignored a malformed frame (%s)", self.name, err)
+
+    @callback
+    def on_ignored_call(self) -> None:
+        self._notify_node(TOPIC_IGNORED)
 
     @callback
     def on_entity_state(self, state: EntityState) -> None:

@@ -102,29 +102,37 @@ void DataExchange::add_point_(PointType type, EntityBase *entity) {
   this->points_.push_back(std::move(p));
 }
 
+#ifdef USE_NUMBER
 void DataExchange::add_number(number::Number *n, bool has_safe, float safe) {
   this->add_point_(PointType::NUMBER, n);
   this->points_.back().has_safe_value = has_safe;
   this->points_.back().safe_number = safe;
 }
+#endif
 
+#ifdef USE_SWITCH
 void DataExchange::add_switch(switch_::Switch *s, bool has_safe, bool safe) {
   this->add_point_(PointType::SWITCH, s);
   this->points_.back().has_safe_value = has_safe;
   this->points_.back().safe_bool = safe;
 }
+#endif
 
+#ifdef USE_SELECT
 void DataExchange::add_select(select::Select *s, bool has_safe, const char *safe) {
   this->add_point_(PointType::SELECT, s);
   this->points_.back().has_safe_value = has_safe;
   this->points_.back().safe_string = safe;
 }
+#endif
 
+#ifdef USE_TEXT
 void DataExchange::add_text(text::Text *t, bool has_safe, const char *safe) {
   this->add_point_(PointType::TEXT, t);
   this->points_.back().has_safe_value = has_safe;
   this->points_.back().safe_string = safe;
 }
+#endif
 
 void DataExchange::compute_model_() {
   // The model description: per point its type code and entity key (the key the native API
@@ -172,41 +180,54 @@ void DataExchange::dump_config() {
 
 void DataExchange::encode_point_(const Point &p, std::string &out) {
   switch (p.type) {
+#ifdef USE_SENSOR
     case PointType::SENSOR: {
       auto *s = static_cast<sensor::Sensor *>(p.entity);
       if (s->has_state())
         append_float(out, s->state);
       break;
     }
+#endif
+#ifdef USE_NUMBER
     case PointType::NUMBER: {
       auto *n = static_cast<number::Number *>(p.entity);
       if (n->has_state())
         append_float(out, n->state);
       break;
     }
+#endif
+#ifdef USE_BINARY_SENSOR
     case PointType::BINARY_SENSOR: {
       auto *b = static_cast<binary_sensor::BinarySensor *>(p.entity);
       if (b->has_state())
         out += b->state ? '1' : '0';
       break;
     }
+#endif
+#ifdef USE_SWITCH
     case PointType::SWITCH: {
       // A switch always has a state (restored or its initial one).
       out += static_cast<switch_::Switch *>(p.entity)->state ? '1' : '0';
       break;
     }
+#endif
+#ifdef USE_TEXT_SENSOR
     case PointType::TEXT_SENSOR: {
       auto *t = static_cast<text_sensor::TextSensor *>(p.entity);
       if (t->has_state())
         append_string(out, t->state.data(), t->state.size());
       break;
     }
+#endif
+#ifdef USE_TEXT
     case PointType::TEXT: {
       auto *t = static_cast<text::Text *>(p.entity);
       if (t->has_state())
         append_string(out, t->state.data(), t->state.size());
       break;
     }
+#endif
+#ifdef USE_SELECT
     case PointType::SELECT: {
       auto *s = static_cast<select::Select *>(p.entity);
       if (s->has_state()) {
@@ -215,6 +236,9 @@ void DataExchange::encode_point_(const Point &p, std::string &out) {
       }
       break;
     }
+#endif
+    default:
+      break;
   }
 }
 
@@ -311,6 +335,7 @@ Reject DataExchange::validate_(const Point &p, const std::string &field) const {
   if (field.empty())
     return Reject::NONE;  // no desired value for this point
   switch (p.type) {
+#ifdef USE_NUMBER
     case PointType::NUMBER: {
       auto *n = static_cast<number::Number *>(p.entity);
       float v;
@@ -328,8 +353,12 @@ Reject DataExchange::validate_(const Point &p, const std::string &field) const {
       }
       return Reject::NONE;
     }
+#endif
+#ifdef USE_SWITCH
     case PointType::SWITCH:
       return field == "0" || field == "1" ? Reject::NONE : Reject::VALUE;
+#endif
+#ifdef USE_SELECT
     case PointType::SELECT: {
       std::string option;
       if (!decode_string(field, option))
@@ -337,6 +366,8 @@ Reject DataExchange::validate_(const Point &p, const std::string &field) const {
       auto *s = static_cast<select::Select *>(p.entity);
       return s->index_of(option).has_value() ? Reject::NONE : Reject::VALUE;
     }
+#endif
+#ifdef USE_TEXT
     case PointType::TEXT: {
       std::string value;
       if (!decode_string(field, value))
@@ -347,6 +378,7 @@ Reject DataExchange::validate_(const Point &p, const std::string &field) const {
         return Reject::VALUE;
       return Reject::NONE;
     }
+#endif
     default:
       return Reject::VALUE;
   }
@@ -362,26 +394,34 @@ void DataExchange::apply_(Point &p, const std::string &encoded) {
   if (this->scratch_ == encoded)
     return;
   switch (p.type) {
+#ifdef USE_NUMBER
     case PointType::NUMBER: {
       float v = strtof(encoded.c_str(), nullptr);
       static_cast<number::Number *>(p.entity)->make_call().set_value(v).perform();
       break;
     }
+#endif
+#ifdef USE_SWITCH
     case PointType::SWITCH:
       static_cast<switch_::Switch *>(p.entity)->control(encoded == "1");
       break;
+#endif
+#ifdef USE_SELECT
     case PointType::SELECT: {
       std::string option;
       decode_string(encoded, option);
       static_cast<select::Select *>(p.entity)->make_call().set_option(option).perform();
       break;
     }
+#endif
+#ifdef USE_TEXT
     case PointType::TEXT: {
       std::string value;
       decode_string(encoded, value);
       static_cast<text::Text *>(p.entity)->make_call().set_value(value).perform();
       break;
     }
+#endif
     default:
       break;
   }
@@ -503,12 +543,16 @@ void DataExchange::enter_failsafe_() {
       continue;
     this->scratch_.clear();
     switch (p.type) {
+#ifdef USE_NUMBER
       case PointType::NUMBER:
         append_float(this->scratch_, p.safe_number);
         break;
+#endif
+#ifdef USE_SWITCH
       case PointType::SWITCH:
         this->scratch_ = p.safe_bool ? "1" : "0";
         break;
+#endif
       default:
         append_string(this->scratch_, p.safe_string.data(), p.safe_string.size());
         break;

@@ -10,15 +10,31 @@
 
 #include "esphome/components/api/api_server.h"
 #include "esphome/components/api/custom_api_device.h"
-#include "esphome/components/binary_sensor/binary_sensor.h"
-#include "esphome/components/number/number.h"
-#include "esphome/components/select/select.h"
-#include "esphome/components/sensor/sensor.h"
-#include "esphome/components/switch/switch.h"
-#include "esphome/components/text/text.h"
-#include "esphome/components/text_sensor/text_sensor.h"
 #include "esphome/core/automation.h"
 #include "esphome/core/component.h"
+#include "esphome/core/defines.h"
+// Only the entity types a node has are compiled (USE_<TYPE> comes from ESPHome).
+#ifdef USE_SENSOR
+#include "esphome/components/sensor/sensor.h"
+#endif
+#ifdef USE_BINARY_SENSOR
+#include "esphome/components/binary_sensor/binary_sensor.h"
+#endif
+#ifdef USE_TEXT_SENSOR
+#include "esphome/components/text_sensor/text_sensor.h"
+#endif
+#ifdef USE_NUMBER
+#include "esphome/components/number/number.h"
+#endif
+#ifdef USE_SWITCH
+#include "esphome/components/switch/switch.h"
+#endif
+#ifdef USE_SELECT
+#include "esphome/components/select/select.h"
+#endif
+#ifdef USE_TEXT
+#include "esphome/components/text/text.h"
+#endif
 
 namespace esphome::data_exchange {
 
@@ -73,13 +89,27 @@ class DataExchange : public Component, public api::CustomAPIDevice {
 
   void set_cycle(uint32_t ms) { this->cycle_ms_ = ms; }
   void set_failsafe_timeout(uint32_t ms) { this->failsafe_ms_ = ms; }
+#ifdef USE_SENSOR
   void add_sensor(sensor::Sensor *s) { this->add_point_(PointType::SENSOR, s); }
+#endif
+#ifdef USE_BINARY_SENSOR
   void add_binary_sensor(binary_sensor::BinarySensor *s) { this->add_point_(PointType::BINARY_SENSOR, s); }
+#endif
+#ifdef USE_TEXT_SENSOR
   void add_text_sensor(text_sensor::TextSensor *s) { this->add_point_(PointType::TEXT_SENSOR, s); }
+#endif
+#ifdef USE_NUMBER
   void add_number(number::Number *n, bool has_safe, float safe);
+#endif
+#ifdef USE_SWITCH
   void add_switch(switch_::Switch *s, bool has_safe, bool safe);
+#endif
+#ifdef USE_SELECT
   void add_select(select::Select *s, bool has_safe, const char *safe);
+#endif
+#ifdef USE_TEXT
   void add_text(text::Text *t, bool has_safe, const char *safe);
+#endif
   void add_acquisition_component(PollingComponent *c) { this->acquisition_.push_back(c); }
 
   /// Pause or resume sampling; frames keep flowing and say so.
