@@ -75,3 +75,52 @@ def test_hacs_json() -> None:
     }
     assert hacs["name"]
     assert hacs["homeassistant"] == "2026.10.0"
+
+
+def _keys(data: dict, prefix: str = "") -> set[str]:
+    out = set()
+    for key, value in data.items():
+        path = f"{prefix}.{key}" if prefix else key
+        out |= _keys(value, path) if isinstance(value, dict) else {path}
+    return out
+
+
+def _placeholders(text: str) -> set[str]:
+    import re
+
+    return set(re.findall(r"\{(\w+)\}", text))
+
+
+def test_translations_complete() -> None:
+    folder = INTEGRATION / "translations"
+    english = json.loads((folder / "en.json").read_text())
+    for lang in ("de", "fr", "ru"):
+        other = json.loads((folder / f"{lang}.json").read_text(encoding="utf-8"))
+        assert _keys(other) == _keys(english), lang
+
+        def walk(a: dict, b: dict) -> None:
+            for key, value in a.items():
+                if isinstance(value, dict):
+                    walk(value, b[key])
+                else:
+                    assert _placeholders(b[key]) == _placeholders(value), (lang, key)
+
+        walk(english, other)
+
+
+def test_config_flow_errors_are_translated() -> None:
+    import re
+
+    source = (INTEGRATION / "config_flow.py").read_text()
+    english = json.loads((INTEGRATION / "translations" / "en.json").read_text())
+    for error in set(
+        re.findall(
+            r'"(invalid_\w+|key_required|node_without_encryption|cannot_connect|stale_after_too_short)"',
+            source,
+        )
+    ):
+        assert (
+            error in english["config"]["error"] or error in english["options"]["error"]
+        ), error
+    for reason in set(re.findall(r'reason="(\w+)"', source)):
+        assert reason in english["config"]["abort"], reason
