@@ -279,3 +279,14 @@ def test_read_only_point_cannot_be_written(engine: ExchangeEngine) -> None:
         engine.write(0, 1.0, "user:abc", now=0.0)
     with pytest.raises(IndexError):
         engine.write(7, 1.0, "user:abc", now=0.0)
+
+
+def test_reconnect_is_not_a_restart(engine: ExchangeEngine) -> None:
+    engine.on_frame(frame(1, 0, (1.0, 21.0, False), uptime=1000), 0.0)
+    engine.on_frame(frame(2, 0, (1.0, 21.0, False), uptime=2000), 1.0)
+    engine.start_session()  # the connection dropped; the node kept running
+    engine.on_frame(frame(3, 0, (1.0, 21.0, False), uptime=9000), 9.0)
+    assert engine.stats.restarts == 0
+    engine.start_session()  # the node rebooted: its frame count starts again
+    engine.on_frame(frame(1, 0, (1.0, 21.0, False), uptime=50_000), 60.0)
+    assert engine.stats.restarts == 1

@@ -323,6 +323,14 @@ class DataExchangeCoordinator:
     def reported(self, index: int) -> Stamped | None:
         return self.engine.reported[index]
 
+    def reported_value(self, object_id: str) -> Value:
+        """The reported value of the point for the node's entity ``object_id``."""
+        for point in self.points:
+            if point.info.object_id == object_id:
+                reported = self.engine.reported[point.index]
+                return None if reported is None else reported.value
+        raise KeyError(object_id)
+
     def changed_by(self, index: int) -> str:
         """Who caused the current value: the writer of the desired value it matches, or the node."""
         reported = self.engine.reported[index]

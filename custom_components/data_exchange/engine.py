@@ -97,6 +97,7 @@ class ExchangeEngine:
         self._acked_seq = 0
         self._uptime_ms = 0
         self._new_session = True
+        self._previous_seq = 0
 
     # ---- model ----
 
@@ -140,6 +141,7 @@ class ExchangeEngine:
         self._session_first_seq = self.desired_seq + 1
         self._acked_seq = 0
         self._new_session = True
+        self._previous_seq = self.stats.last_seq
         self.stats.last_seq = 0
         for stamped in self.desired.values():
             stamped.seq = 0
@@ -177,7 +179,10 @@ class ExchangeEngine:
         stats = self.stats
         if self._new_session:
             self._new_session = False
-            if frame.uptime_ms < self._uptime_ms:
+            # A node counts frames from 1 after boot; across a mere reconnect it goes on.
+            if self._previous_seq and (
+                frame.seq <= self._previous_seq or frame.uptime_ms < self._uptime_ms
+            ):
                 stats.restarts += 1
         elif frame.seq <= stats.last_seq:
             # Within one connection: a repeated or replayed frame, never applied.

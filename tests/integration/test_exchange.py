@@ -1,0 +1,231 @@
+"""The cyclic exchange end to end: writes, writer priority, reconciliation, stale values."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aioesphomeapi import APIClient
+from homeassistant.core import HomeAssistant
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from custom_components.data_exchange.const import CONF_WRITER_PRIORITY_DELAY
+from custom_components.data_exchange.coordinator import DataExchangeCoordinator
+from custom_components.data_exchange.protocol import FRAME_EVENT
+from tests.harness.node import Node
+from tests.integration.conftest import entity_ids, setup_node, until
+
+
+def find(hass: HomeAssistant, entry: MockConfigEntry, domain: str, suffix: str) -> str:
+    return next(e for e in entity_ids(hass, entry, domain) if e.endswith(suffix))
+
+
+class NodeView:
+    """What the node itself says, through a second, plain API client (not ours)."""
+
+    def __init__(self, node: Node) -> None:
+        self.client = APIClient(node.host, node.port, None, client_info="test observer")
+        self.states: dict[str, Any] = {}
+        self.services: dict[str, Any] = {}
+
+    async def start(self) -> NodeView:
+        await self.client.connect(login=True)
+        entities, services = await self.client.list_entities_services()
+        names = {e.key: e.object_id for e in entities}
+        self.services = {s.name: s for s in services}
+
+        def on_state(state: Any) -> None:
+            if not getattr(state, "missing_state", False):
+                self.states[names[state.key]] = state.state
+
+        self.client.subscribe_states(on_state)
+        return self
+
+    async def local(self, action: str, **data: Any) -> None:
+        """A local change on the node (as the touch pad would make it)."""
+        await self.client.execute_service(self.services[action], data)
+
+
+@pytest.fixture
+async def view(sim_node: Node) -> AsyncIterator[NodeView]:
+    observer = await NodeView(sim_node).start()
+    yield observer
+    await observer.client.disconnect()
+
+
+async def test_writes_reach_the_node(
+    hass: HomeAssistant, sim_node: Node, view: NodeView
+) -> None:
+    entry = await setup_node(hass, sim_node)
+    calls = [
+        ("number", "set_value", "setpoint", {"value": 25.5}),
+        ("switch", "turn_on", "relay", {}),
+        ("select", "select_option", "mode", {"option": "comfort"}),
+        ("text", "set_value", "label", {"value": "hello, world"}),
+    ]
+    for domain, service, suffix, data in calls:
+        entity_id = find(hass, entry, domain, suffix)
+        await hass.services.async_call(
+            domain, service, {"entity_id": entity_id, **data}, blocking=True
+        )
+    # The node's own entities changed (seen by a client that is not ours) ...
+    await until(
+        hass,
+        lambda: (
+            view.states.get("setpoint") == 25.5
+            and view.states.get("relay") is True
+            and view.states.get("mode") == "comfort"
+            and view.states.get("label") == "hello, world"
+        ),
+    )
+    # ... and Home Assistant shows the reported values, with who caused them.
+    await until(
+        hass,
+        lambda: (
+            hass.states.get(find(hass, entry, "text", "label")).state == "hello, world"
+        ),
+    )
+    state = hass.states.get(find(hass, entry, "number", "setpoint"))
+    assert state.state == "25.5"
+    assert state.attributes["changed_by"] == "home_assistant"
+    assert hass.states.get(find(hass, entry, "switch", "relay")).state == "on"
+    assert hass.states.get(find(hass, entry, "select", "mode")).state == "comfort"
+
+
+async def test_local_change_after_delay_is_adopted(
+    hass: HomeAssistant, sim_node: Node, view: NodeView
+) -> None:
+    # Delay 0: any report after Home Assistant's write is a later local change.
+    entry = await setup_node(hass, sim_node, **{CONF_WRITER_PRIORITY_DELAY: 0.0})
+    setpoint = find(hass, entry, "number", "setpoint")
+    await hass.services.async_call(
+        "number", "set_value", {"entity_id": setpoint, "value": 25.0}, blocking=True
+    )
+    await until(hass, lambda: hass.states.get(setpoint).state == "25.0")
+    await view.local("local_set_setpoint", value=30.0)
+    await until(hass, lambda: hass.states.get(setpoint).state == "30.0")
+    assert hass.states.get(setpoint).attributes["changed_by"] == "node"
+    coordinator: DataExchangeCoordinator = entry.runtime_data
+    index = next(p.index for p in coordinator.points if p.info.object_id == "setpoint")
+    assert coordinator.engine.desired[index].value == 30.0
+    # It stays: Home Assistant now sends 30 itself.
+    received = coordinator.engine.stats.received
+    await until(hass, lambda: coordinator.engine.stats.received >= received + 10)
+    assert view.states["setpoint"] == 30.0
+
+
+async def test_local_change_within_delay_is_overridden(
+    hass: HomeAssistant, sim_node: Node, view: NodeView
+) -> None:
+    entry = await setup_node(hass, sim_node, **{CONF_WRITER_PRIORITY_DELAY: 60.0})
+    setpoint = find(hass, entry, "number", "setpoint")
+    await hass.services.async_call(
+        "number", "set_value", {"entity_id": setpoint, "value": 25.0}, blocking=True
+    )
+    await until(hass, lambda: view.states.get("setpoint") == 25.0)
+    # Someone at the device changes it right after Home Assistant's write.
+    await view.local("local_set_setpoint", value=30.0)
+    await until(hass, lambda: view.states.get("setpoint") == 30.0)
+    # Home Assistant's write wins: the node is set back.
+    await until(hass, lambda: view.states.get("setpoint") == 25.0)
+    assert hass.states.get(setpoint).state == "25.0"
+    assert hass.states.get(setpoint).attributes["changed_by"] == "home_assistant"
+
+
+async def test_node_restart_with_defaults_gets_desired_values_back(
+    hass: HomeAssistant, sim_node: Node, view: NodeView
+) -> None:
+    entry = await setup_node(hass, sim_node)
+    coordinator: DataExchangeCoordinator = entry.runtime_data
+    setpoint = find(hass, entry, "number", "setpoint")
+    relay = find(hass, entry, "switch", "relay")
+    await hass.services.async_call(
+        "number", "set_value", {"entity_id": setpoint, "value": 27.5}, blocking=True
+    )
+    await hass.services.async_call(
+        "switch", "turn_on", {"entity_id": relay}, blocking=True
+    )
+    await until(
+        hass, lambda: view.states.get("setpoint") == 27.5 and view.states.get("relay")
+    )
+    await view.client.disconnect()
+    sim_node.kill()
+    await until(hass, lambda: not coordinator.connected)
+    sim_node.reset_preferences()  # the node comes back with its firmware defaults
+    sim_node.start()
+    await until(
+        hass, lambda: coordinator.connected and coordinator.stale_reason is None
+    )
+    first = coordinator.engine.stats.received
+    await until(
+        hass,
+        lambda: (
+            coordinator.reported_value("setpoint") == 27.5
+            and coordinator.reported_value("relay") is True
+        ),
+    )
+    # Re-applied at once on connect: at most one frame shows the defaults.
+    assert coordinator.engine.stats.received - first <= 2
+    assert coordinator.engine.stats.restarts == 1
+
+
+async def test_restart_with_node_offline_shows_stale_values_then_reapplies(
+    hass: HomeAssistant, sim_node: Node
+) -> None:
+    entry = await setup_node(hass, sim_node)
+    setpoint = find(hass, entry, "number", "setpoint")
+    temperature = find(hass, entry, "sensor", "temperature")
+    await hass.services.async_call(
+        "number", "set_value", {"entity_id": setpoint, "value": 23.5}, blocking=True
+    )
+    await until(hass, lambda: hass.states.get(setpoint).state == "23.5")
+    last_temperature = hass.states.get(temperature).state
+    # Home Assistant stops (its state is saved), the node goes away meanwhile.
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    sim_node.kill()
+    sim_node.reset_preferences()
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    coordinator: DataExchangeCoordinator = entry.runtime_data
+    state = hass.states.get(setpoint)
+    assert state.state == "23.5"
+    assert state.attributes["stale"] is True
+    assert "reported_at" in state.attributes
+    assert hass.states.get(temperature).state == last_temperature
+    assert hass.states.get(temperature).attributes["stale"] is True
+    # The node returns with defaults: the desired value is applied again.
+    sim_node.start()
+    await until(
+        hass, lambda: coordinator.connected and coordinator.stale_reason is None, 30
+    )
+    await until(hass, lambda: coordinator.reported_value("setpoint") == 23.5)
+    assert hass.states.get(setpoint).attributes["stale"] is False
+
+
+async def test_dropped_frames_are_counted_as_missed(
+    hass: HomeAssistant, sim_node: Node
+) -> None:
+    entry = await setup_node(hass, sim_node)
+    coordinator: DataExchangeCoordinator = entry.runtime_data
+    # Lose every third frame between the node and Home Assistant.
+    deliver = coordinator.on_node_event
+    seen = 0
+    dropped = 0
+
+    def lossy(name: str, data: dict[str, str]) -> None:
+        nonlocal seen, dropped
+        if name == FRAME_EVENT:
+            seen += 1
+            if seen % 3 == 0:
+                dropped += 1
+                return
+        deliver(name, data)
+
+    missed = coordinator.engine.stats.missed
+    coordinator.on_node_event = lossy  # type: ignore[method-assign]
+    await until(hass, lambda: dropped >= 5)
+    coordinator.on_node_event = deliver  # type: ignore[method-assign]
+    received = coordinator.engine.stats.received
+    await until(hass, lambda: coordinator.engine.stats.received > received)
+    assert coordinator.engine.stats.missed - missed == dropped
