@@ -91,21 +91,21 @@ def _placeholders(text: str) -> set[str]:
     return set(re.findall(r"\{(\w+)\}", text))
 
 
+def _same_placeholders(lang: str, english: dict, other: dict) -> None:
+    for key, value in english.items():
+        if isinstance(value, dict):
+            _same_placeholders(lang, value, other[key])
+        else:
+            assert _placeholders(other[key]) == _placeholders(value), (lang, key)
+
+
 def test_translations_complete() -> None:
     folder = INTEGRATION / "translations"
     english = json.loads((folder / "en.json").read_text())
     for lang in ("de", "fr", "ru"):
         other = json.loads((folder / f"{lang}.json").read_text(encoding="utf-8"))
         assert _keys(other) == _keys(english), lang
-
-        def walk(a: dict, b: dict) -> None:
-            for key, value in a.items():
-                if isinstance(value, dict):
-                    walk(value, b[key])
-                else:
-                    assert _placeholders(b[key]) == _placeholders(value), (lang, key)
-
-        walk(english, other)
+        _same_placeholders(lang, english, other)
 
 
 def test_config_flow_errors_are_translated() -> None:
