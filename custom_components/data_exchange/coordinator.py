@@ -34,8 +34,8 @@ from aioesphomeapi import (
     TextSensorInfo,
 )
 from homeassistant.config_entries import ConfigEntry
-from homeassistant.const import CONF_HOST, CONF_PORT, Platform
-from homeassistant.core import CALLBACK_TYPE, Context, HomeAssistant, callback
+from homeassistant.const import CONF_HOST, CONF_PORT, EVENT_HOMEASSISTANT_STOP, Platform
+from homeassistant.core import CALLBACK_TYPE, Context, Event, HomeAssistant, callback
 from homeassistant.helpers import device_registry as dr, entity_registry as er
 from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.entity import Entity
@@ -186,7 +186,6 @@ class DataExchangeCoordinator:
         self._send_scheduled = False
         self._sent_at: tuple[int, float] | None = None
         self._reload_scheduled = False
-        self._unsub_stop: CALLBACK_TYPE | None = None
 
     # ---- lifecycle ----
 
@@ -199,9 +198,18 @@ class DataExchangeCoordinator:
             self._update_device_registry()
 
     async def async_start(self) -> None:
-        """Start connecting (in the background)."""
+        """Start connecting (in the background); disconnect when Home Assistant stops."""
         self.connection.zeroconf_instance = await _zeroconf(self.hass)
+        # async_listen, not async_listen_once: the unload removes it, also after it fired.
+        self.entry.async_on_unload(
+            self.hass.bus.async_listen(EVENT_HOMEASSISTANT_STOP, self._async_on_stop)
+        )
         await self.connection.async_start()
+
+    async def _async_on_stop(self, _event: Event) -> None:
+        """Home Assistant stops: close the connection without writing anything stale."""
+        self._stop_cycle()
+        await self.connection.async_stop()
 
     async def async_shutdown(self) -> None:
         self._stop_cycle()

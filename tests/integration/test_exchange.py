@@ -229,3 +229,42 @@ async def test_dropped_frames_are_counted_as_missed(
     received = coordinator.engine.stats.received
     await until(hass, lambda: coordinator.engine.stats.received > received)
     assert coordinator.engine.stats.missed - missed == dropped
+
+
+async def test_pause_acquisition_marks_values_stale(
+    hass: HomeAssistant, sim_node: Node, view: NodeView
+) -> None:
+    entry = await setup_node(hass, sim_node)
+    acquisition = find(hass, entry, "switch", "acquisition")
+    stale = find(hass, entry, "binary_sensor", "values_stale")
+    temperature = find(hass, entry, "sensor", "temperature")
+    await hass.services.async_call(
+        "switch", "turn_off", {"entity_id": acquisition}, blocking=True
+    )
+    await until(hass, lambda: hass.states.get(stale).state == "on")
+    assert hass.states.get(stale).attributes["reason"] == "paused"
+    assert hass.states.get(acquisition).state == "off"
+    state = hass.states.get(temperature)
+    assert state.attributes["stale"] is True
+    assert state.state not in ("unavailable", "unknown")
+    await hass.services.async_call(
+        "switch", "turn_on", {"entity_id": acquisition}, blocking=True
+    )
+    await until(hass, lambda: hass.states.get(stale).state == "off")
+    assert hass.states.get(temperature).attributes["stale"] is False
+
+
+async def test_stopping_home_assistant_writes_nothing_stale(
+    hass: HomeAssistant, sim_node: Node
+) -> None:
+    entry = await setup_node(hass, sim_node)
+    ours = set(entity_ids(hass, entry, "sensor") + entity_ids(hass, entry, "number"))
+    received = entry.runtime_data.engine.stats.received
+    await until(hass, lambda: entry.runtime_data.engine.stats.received > received + 2)
+    await hass.async_stop()
+    # The connection was closed by the stop ...
+    assert not entry.runtime_data.connected
+    # Sensors may still have changed value in their last frame, but nothing went stale.
+    for entity_id in ours:
+        state = hass.states.get(entity_id)
+        assert state is None or state.attributes.get("stale") is not True, entity_id
