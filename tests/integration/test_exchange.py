@@ -238,6 +238,8 @@ async def test_pause_acquisition_marks_values_stale(
     acquisition = find(hass, entry, "switch", "acquisition")
     stale = find(hass, entry, "binary_sensor", "values_stale")
     temperature = find(hass, entry, "sensor", "temperature")
+    # The node's first sample (template sensors sample once a second).
+    await until(hass, lambda: hass.states.get(temperature).state != "unknown")
     await hass.services.async_call(
         "switch", "turn_off", {"entity_id": acquisition}, blocking=True
     )
