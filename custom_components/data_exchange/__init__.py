@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 from homeassistant.core import HomeAssistant
+from homeassistant.helpers import config_validation as cv, issue_registry as ir
+from homeassistant.helpers.storage import Store
+from homeassistant.helpers.typing import ConfigType
 
-from .const import DOMAIN
+from .const import DOMAIN, STORAGE_VERSION
 from .coordinator import PLATFORMS, DataExchangeConfigEntry, DataExchangeCoordinator
+from .services import async_setup_services
 
 __all__ = ["DOMAIN"]
+
+CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
+
+
+async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
+    """Register the actions (once, for every node)."""
+    async_setup_services(hass)
+    return True
 
 
 async def async_setup_entry(
@@ -23,6 +35,15 @@ async def async_setup_entry(
     # connection comes up in the background and entities show stored values meanwhile.
     await coordinator.async_start()
     return True
+
+
+async def async_remove_entry(
+    hass: HomeAssistant, entry: DataExchangeConfigEntry
+) -> None:
+    """The node was deleted: forget its stored state and its repair issues."""
+    await Store(hass, STORAGE_VERSION, f"{DOMAIN}.{entry.entry_id}").async_remove()
+    for kind in ("no_encryption", "model_mismatch"):
+        ir.async_delete_issue(hass, DOMAIN, f"{kind}_{entry.entry_id}")
 
 
 async def async_unload_entry(

@@ -36,7 +36,11 @@ from aioesphomeapi import (
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import CONF_HOST, CONF_PORT, EVENT_HOMEASSISTANT_STOP, Platform
 from homeassistant.core import CALLBACK_TYPE, Context, Event, HomeAssistant, callback
-from homeassistant.helpers import device_registry as dr, entity_registry as er
+from homeassistant.helpers import (
+    device_registry as dr,
+    entity_registry as er,
+    issue_registry as ir,
+)
 from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.entity import Entity
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
@@ -104,6 +108,14 @@ PLATFORMS = [
     Platform.SWITCH,
     Platform.TEXT,
 ]
+
+# Entity-mode commands per writable point type.
+_COMMANDS = {
+    PointType.NUMBER: "number_command",
+    PointType.SWITCH: "switch_command",
+    PointType.SELECT: "select_command",
+    PointType.TEXT: "text_command",
+}
 
 DESCRIBE_TIMEOUT = 10.0
 TOPIC_NODE = "node"  # connectivity, staleness, acquisition, mode
@@ -196,6 +208,7 @@ class DataExchangeCoordinator:
             self._restore(stored)
         if self.device:
             self._update_device_registry()
+        self._update_encryption_issue()
 
     async def async_start(self) -> None:
         """Start connecting (in the background); disconnect when Home Assistant stops."""
@@ -475,10 +488,21 @@ class DataExchangeCoordinator:
                 session.entities, model, self._model_event if model else None
             )
         except ProtocolError as err:
+            # E.g. a point names an entity marked internal: the node does not expose it.
             _LOGGER.warning(
                 "%s: node model does not match its entities: %s", self.name, err
             )
+            ir.async_create_issue(
+                self.hass,
+                DOMAIN,
+                self._issue_id("model_mismatch"),
+                is_fixable=False,
+                severity=ir.IssueSeverity.ERROR,
+                translation_key="model_mismatch",
+                translation_placeholders={"name": self.name, "error": str(err)},
+            )
             return
+        ir.async_delete_issue(self.hass, DOMAIN, self._issue_id("model_mismatch"))
         changed = (
             mode != self.mode
             or device != self.device
@@ -515,6 +539,27 @@ class DataExchangeCoordinator:
 
     async def async_on_auth_error(self, err: Exception) -> None:
         self.entry.async_start_reauth(self.hass)
+
+    def _issue_id(self, kind: str) -> str:
+        return f"{kind}_{self.entry.entry_id}"
+
+    @callback
+    def _update_encryption_issue(self) -> None:
+        """A node without API encryption gets a repair issue that says how to add a key."""
+        issue_id = self._issue_id("no_encryption")
+        if self.entry.data.get(CONF_NOISE_PSK):
+            ir.async_delete_issue(self.hass, DOMAIN, issue_id)
+            return
+        ir.async_create_issue(
+            self.hass,
+            DOMAIN,
+            issue_id,
+            is_fixable=False,
+            severity=ir.IssueSeverity.WARNING,
+            translation_key="no_encryption",
+            translation_placeholders={"name": self.name},
+            learn_more_url="https://esphome.io/components/api.html#configuration-variables",
+        )
 
     def _signature(self) -> list[tuple[str, int, dict[str, Any]]]:
         return [
@@ -669,25 +714,35 @@ class DataExchangeCoordinator:
         self, index: int, value: Value, context: Context | None
     ) -> None:
         """A write from Home Assistant: a user, an automation, an action."""
-        point = self.points[index]
+        await self.async_write_many([(index, value)], context)
+
+    async def async_write_many(
+        self, writes: list[tuple[int, Value]], context: Context | None
+    ) -> None:
+        """Several writes that go out together: in frame mode, in one desired frame.
+
+        Frame mode accepts writes while the node is offline: they are kept (and saved) and
+        applied when it returns. Entity mode sends one command per point, so it needs the
+        node connected.
+        """
         sender = await _sender(self.hass, context)
+        now = time.time()
         if self.mode == MODE_ENTITY:
             if not self.connected:
                 raise APIConnectionError("not connected")
-            key = point.info.key
-            if point.type is PointType.NUMBER:
-                self.connection.command("number_command", key, value)
-            elif point.type is PointType.SWITCH:
-                self.connection.command("switch_command", key, value)
-            elif point.type is PointType.SELECT:
-                self.connection.command("select_command", key, value)
-            elif point.type is PointType.TEXT:
-                self.connection.command("text_command", key, value)
-            self.engine.desired[index] = Stamped(value, time.time(), sender)
+            for index, value in writes:
+                point = self.points[index]
+                self.connection.command(_COMMANDS[point.type], point.info.key, value)
+                self.engine.desired[index] = Stamped(value, now, sender)
             return
-        self.engine.write(index, value, sender, time.time())
+        for index, value in writes:
+            self.engine.write(index, value, sender, now)
         self._schedule_save()
         self._send_soon()
+
+    async def async_resync(self) -> None:
+        """A full resync now: reconnect, read the node again, re-apply desired values."""
+        await self.connection.async_drop()
 
     async def async_write_acquisition(
         self, running: bool, context: Context | None

@@ -1,0 +1,81 @@
+"""Diagnostics for a node: its model, options, exchange statistics; keys redacted."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from homeassistant.components.diagnostics import async_redact_data
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers.device_registry import DeviceEntry
+
+from .const import CONF_NOISE_PSK
+from .coordinator import DataExchangeConfigEntry
+
+# The encryption key above all; MAC addresses identify a device on the network.
+TO_REDACT = {CONF_NOISE_PSK, "mac", "mac_address", "unique_id"}
+
+
+async def async_get_config_entry_diagnostics(
+    hass: HomeAssistant, entry: DataExchangeConfigEntry
+) -> dict[str, Any]:
+    coordinator = entry.runtime_data
+    engine = coordinator.engine
+    model = engine.model
+
+    def stamped(index: int, table: Any) -> Any:
+        value = table.get(index) if isinstance(table, dict) else table[index]
+        return (
+            None
+            if value is None
+            else {"value": value.value, "time": value.time, "sender": value.sender}
+        )
+
+    return async_redact_data(
+        {
+            "entry": {
+                "title": entry.title,
+                "unique_id": entry.unique_id,
+                "data": dict(entry.data),
+                "options": dict(entry.options),
+            },
+            "node": dict(coordinator.device),
+            "mode": coordinator.mode,
+            "connected": coordinator.connected,
+            "stale_reason": coordinator.stale_reason,
+            "model": None
+            if model is None
+            else {
+                "model_id": model.model_id,
+                "cycle_ms": model.cycle_ms,
+                "failsafe_ms": model.failsafe_ms,
+            },
+            "points": [
+                {
+                    "index": p.index,
+                    "type": p.type.name,
+                    "object_id": p.info.object_id,
+                    "reported": stamped(p.index, engine.reported),
+                    "desired": stamped(p.index, engine.desired),
+                }
+                for p in coordinator.points
+            ],
+            "acquisition": {
+                "running": engine.acquisition_running,
+                "failsafe_active": engine.failsafe_active,
+            },
+            "frames": asdict(engine.stats),
+            "desired_frames_sent": engine.desired_seq,
+            "bad_frames": coordinator.bad_frames,
+            "latency_ms": coordinator.latency_ms,
+            "connection": asdict(coordinator.connection.stats),
+        },
+        TO_REDACT,
+    )
+
+
+async def async_get_device_diagnostics(
+    hass: HomeAssistant, entry: DataExchangeConfigEntry, device: DeviceEntry
+) -> dict[str, Any]:
+    """A node is one device: the same as its config entry."""
+    return await async_get_config_entry_diagnostics(hass, entry)

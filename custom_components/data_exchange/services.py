@@ -1,0 +1,275 @@
+"""Actions: grouped atomic writes, CSV export from the recorder, resync.
+
+Every argument is validated before anything happens: a call either does all it was asked
+or nothing, and says why in a translated error.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+import math
+from pathlib import Path
+import re
+import secrets
+from typing import Any
+
+from homeassistant.config_entries import ConfigEntryState
+from homeassistant.core import (
+    HomeAssistant,
+    ServiceCall,
+    ServiceResponse,
+    SupportsResponse,
+    callback,
+)
+from homeassistant.exceptions import ServiceValidationError
+from homeassistant.helpers import (
+    config_validation as cv,
+    device_registry as dr,
+    entity_registry as er,
+)
+from homeassistant.util import dt as dt_util
+import probatio
+
+from .const import ATTR_CHANGED_BY, DOMAIN, MODE_FRAME
+from .coordinator import DataExchangeCoordinator, NodePoint
+from .protocol import PointType, Value
+
+SERVICE_WRITE = "write"
+SERVICE_EXPORT_HISTORY = "export_history"
+SERVICE_RESYNC = "resync"
+
+ATTR_VALUES = "values"
+ATTR_ENTITY_ID = "entity_id"
+ATTR_DEVICE_ID = "device_id"
+ATTR_START = "start"
+ATTR_END = "end"
+
+EXPORT_DIR = ("www", DOMAIN)  # served at /local/data_exchange/ for download
+EXPORT_WINDOW = timedelta(hours=1)  # rows are read and written one window at a time
+
+WRITE_SCHEMA = probatio.Schema(
+    {probatio.Required(ATTR_VALUES): probatio.All(dict, probatio.Length(min=1))}
+)
+EXPORT_SCHEMA = probatio.Schema(
+    {
+        probatio.Required(ATTR_ENTITY_ID): cv.entity_ids,
+        probatio.Required(ATTR_START): cv.datetime,
+        probatio.Optional(ATTR_END): cv.datetime,
+    }
+)
+RESYNC_SCHEMA = probatio.Schema({probatio.Required(ATTR_DEVICE_ID): cv.string})
+
+
+def _error(key: str, **placeholders: Any) -> ServiceValidationError:
+    return ServiceValidationError(
+        translation_domain=DOMAIN,
+        translation_key=key,
+        translation_placeholders={k: str(v) for k, v in placeholders.items()},
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    coordinator: DataExchangeCoordinator
+    point: NodePoint
+    entity_id: str
+
+
+def _resolve(hass: HomeAssistant, entity_id: Any) -> _Target:
+    """The node and point behind an entity id, or a translated error."""
+    if not isinstance(entity_id, str) or not cv.valid_entity_id(entity_id):
+        raise _error("unknown_point", entity_id=str(entity_id)[:100])
+    entry = er.async_get(hass).async_get(entity_id)
+    if entry is None or entry.platform != DOMAIN or entry.config_entry_id is None:
+        raise _error("unknown_point", entity_id=entity_id)
+    config_entry = hass.config_entries.async_get_entry(entry.config_entry_id)
+    if config_entry is None or config_entry.state is not ConfigEntryState.LOADED:
+        raise _error("node_not_loaded", entity_id=entity_id)
+    coordinator: DataExchangeCoordinator = config_entry.runtime_data
+    for point in coordinator.points:
+        if coordinator.unique_id(point.kind, point.info.object_id) == entry.unique_id:
+            return _Target(coordinator, point, entity_id)
+    raise _error("unknown_point", entity_id=entity_id)
+
+
+def validate_value(target: _Target, value: Any) -> Value:
+    """A value the point accepts, or a translated error; nothing is sent here."""
+    point, entity_id = target.point, target.entity_id
+    info: Any = point.info
+    if not point.type.writable:
+        raise _error("read_only", entity_id=entity_id)
+    shown = str(value)[:100]
+    if point.type is PointType.NUMBER:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _error(
+                "wrong_type", entity_id=entity_id, expected="number", value=shown
+            )
+        number = float(value)
+        if not math.isfinite(number) or not info.min_value <= number <= info.max_value:
+            raise _error(
+                "out_of_range",
+                entity_id=entity_id,
+                value=shown,
+                min=info.min_value,
+                max=info.max_value,
+            )
+        if info.step:
+            steps = (number - info.min_value) / info.step
+            if abs(steps - round(steps)) > 1e-6 * max(1.0, abs(steps)):
+                raise _error(
+                    "off_step", entity_id=entity_id, value=shown, step=info.step
+                )
+        return number
+    if point.type is PointType.SWITCH:
+        if not isinstance(value, bool):
+            raise _error(
+                "wrong_type", entity_id=entity_id, expected="true/false", value=shown
+            )
+        return value
+    if not isinstance(value, str):
+        raise _error("wrong_type", entity_id=entity_id, expected="text", value=shown)
+    if point.type is PointType.SELECT:
+        if value not in info.options:
+            raise _error(
+                "invalid_option",
+                entity_id=entity_id,
+                value=shown,
+                options=", ".join(info.options),
+            )
+        return value
+    if not info.min_length <= len(value) <= info.max_length or (
+        info.pattern and not re.fullmatch(info.pattern, value)
+    ):
+        raise _error(
+            "invalid_text",
+            entity_id=entity_id,
+            value=shown,
+            min=info.min_length,
+            max=info.max_length,
+        )
+    return value
+
+
+async def _async_write(call: ServiceCall) -> None:
+    hass = call.hass
+    targets = []
+    for entity_id, value in call.data[ATTR_VALUES].items():
+        target = _resolve(hass, entity_id)
+        targets.append((target, validate_value(target, value)))
+    nodes = {t.coordinator for t, _ in targets}
+    if len(nodes) > 1:
+        raise _error("several_nodes", nodes=", ".join(sorted(c.name for c in nodes)))
+    (coordinator,) = nodes
+    if coordinator.mode != MODE_FRAME:
+        raise _error("not_frame_mode", node=coordinator.name)
+    await coordinator.async_write_many(
+        [(t.point.index, value) for t, value in targets], call.context
+    )
+
+
+async def _async_export_history(call: ServiceCall) -> ServiceResponse:
+    from homeassistant.components.recorder import get_instance
+
+    hass = call.hass
+    entity_ids: list[str] = call.data[ATTR_ENTITY_ID]
+    for entity_id in entity_ids:
+        _resolve(hass, entity_id)
+    start = dt_util.as_utc(call.data[ATTR_START])
+    end = dt_util.as_utc(call.data.get(ATTR_END) or dt_util.utcnow())
+    if end <= start:
+        raise _error("bad_range", start=start.isoformat(), end=end.isoformat())
+    folder = Path(hass.config.path(*EXPORT_DIR))
+    # Unguessable: files under www/ are served without authentication.
+    name = f"export-{dt_util.utcnow():%Y%m%dT%H%M%SZ}-{secrets.token_hex(8)}.csv"
+    rows = await get_instance(hass).async_add_executor_job(
+        _write_csv, hass, folder / name, entity_ids, start, end
+    )
+    return {
+        "path": str(folder / name),
+        "url": f"/local/{DOMAIN}/{name}",
+        "rows": rows,
+    }
+
+
+def _write_csv(
+    hass: HomeAssistant,
+    path: Path,
+    entity_ids: list[str],
+    start: datetime,
+    end: datetime,
+) -> int:
+    """Stream the recorder's rows into a CSV file, one time window at a time."""
+    from homeassistant.components.recorder.history import state_changes_during_period
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = 0
+    with path.open("w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(["time", "entity_id", "value", "sender"])
+        window_start = start
+        while window_start < end:
+            window_end = min(window_start + EXPORT_WINDOW, end)
+            window = []
+            for entity_id in entity_ids:
+                changes = state_changes_during_period(
+                    hass,
+                    window_start,
+                    window_end,
+                    entity_id,
+                    include_start_time_state=False,
+                )
+                window += [
+                    (
+                        s.last_changed,
+                        entity_id,
+                        s.state,
+                        s.attributes.get(ATTR_CHANGED_BY, ""),
+                    )
+                    for s in changes.get(entity_id, ())
+                    # The window's end is exclusive, so a row is never written twice.
+                    if s.last_changed < window_end
+                ]
+            window.sort(key=lambda row: (row[0], row[1]))
+            writer.writerows((t.isoformat(), e, v, s) for t, e, v, s in window)
+            rows += len(window)
+            window_start = window_end
+    return rows
+
+
+async def _async_resync(call: ServiceCall) -> None:
+    hass = call.hass
+    device = dr.async_get(hass).async_get(call.data[ATTR_DEVICE_ID])
+    coordinator = None
+    if device is not None:
+        for entry_id in device.config_entries:
+            entry = hass.config_entries.async_get_entry(entry_id)
+            if (
+                entry
+                and entry.domain == DOMAIN
+                and entry.state is ConfigEntryState.LOADED
+            ):
+                coordinator = entry.runtime_data
+    if coordinator is None:
+        raise _error("unknown_node", device_id=str(call.data[ATTR_DEVICE_ID])[:64])
+    if not coordinator.connected:
+        raise _error("not_connected", node=coordinator.name)
+    await coordinator.async_resync()
+
+
+@callback
+def async_setup_services(hass: HomeAssistant) -> None:
+    hass.services.async_register(
+        DOMAIN, SERVICE_WRITE, _async_write, schema=WRITE_SCHEMA
+    )
+    hass.services.async_register(
+        DOMAIN,
+        SERVICE_EXPORT_HISTORY,
+        _async_export_history,
+        schema=EXPORT_SCHEMA,
+        supports_response=SupportsResponse.ONLY,
+    )
+    hass.services.async_register(
+        DOMAIN, SERVICE_RESYNC, _async_resync, schema=RESYNC_SCHEMA
+    )
