@@ -6,9 +6,11 @@ or nothing, and says why in a translated error.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 import csv
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
+import heapq
 import math
 from pathlib import Path
 import re
@@ -47,7 +49,7 @@ ATTR_START = "start"
 ATTR_END = "end"
 
 EXPORT_DIR = ("www", DOMAIN)  # served at /local/data_exchange/ for download
-EXPORT_WINDOW = timedelta(hours=1)  # rows are read and written one window at a time
+EXPORT_PAGE = 1000  # rows read from the recorder at a time, per point
 
 WRITE_SCHEMA = probatio.Schema(
     {probatio.Required(ATTR_VALUES): probatio.All(dict, probatio.Length(min=1))}
@@ -193,6 +195,39 @@ async def _async_export_history(call: ServiceCall) -> ServiceResponse:
     }
 
 
+def _point_rows(
+    hass: HomeAssistant, entity_id: str, start: datetime, end: datetime
+) -> Iterator[tuple[datetime, str, str, str]]:
+    """One point's recorded changes in [start, end), read EXPORT_PAGE rows at a time."""
+    from homeassistant.components.recorder.history import state_changes_during_period
+
+    cursor = start
+    last: datetime | None = None
+    while True:
+        page = state_changes_during_period(
+            hass,
+            cursor,
+            end,
+            entity_id,
+            limit=EXPORT_PAGE,
+            include_start_time_state=False,
+        ).get(entity_id, [])
+        for state in page:
+            changed = state.last_changed
+            if (last is not None and changed <= last) or changed >= end:
+                continue  # the page boundary is read twice; the end is exclusive
+            last = changed
+            yield (
+                changed,
+                entity_id,
+                state.state,
+                str(state.attributes.get(ATTR_CHANGED_BY, "")),
+            )
+        if len(page) < EXPORT_PAGE or last is None:
+            return
+        cursor = last
+
+
 def _write_csv(
     hass: HomeAssistant,
     path: Path,
@@ -200,41 +235,22 @@ def _write_csv(
     start: datetime,
     end: datetime,
 ) -> int:
-    """Stream the recorder's rows into a CSV file, one time window at a time."""
-    from homeassistant.components.recorder.history import state_changes_during_period
+    """Stream the recorder's rows into a CSV file, in time order across points.
 
+    Memory is bounded by EXPORT_PAGE rows per point, however long the range.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = 0
     with path.open("w", newline="", encoding="utf-8") as file:
         writer = csv.writer(file)
         writer.writerow(["time", "entity_id", "value", "sender"])
-        window_start = start
-        while window_start < end:
-            window_end = min(window_start + EXPORT_WINDOW, end)
-            window = []
-            for entity_id in entity_ids:
-                changes = state_changes_during_period(
-                    hass,
-                    window_start,
-                    window_end,
-                    entity_id,
-                    include_start_time_state=False,
-                )
-                window += [
-                    (
-                        s.last_changed,
-                        entity_id,
-                        s.state,
-                        s.attributes.get(ATTR_CHANGED_BY, ""),
-                    )
-                    for s in changes.get(entity_id, ())
-                    # The window's end is exclusive, so a row is never written twice.
-                    if s.last_changed < window_end
-                ]
-            window.sort(key=lambda row: (row[0], row[1]))
-            writer.writerows((t.isoformat(), e, v, s) for t, e, v, s in window)
-            rows += len(window)
-            window_start = window_end
+        merged = heapq.merge(
+            *(_point_rows(hass, e, start, end) for e in entity_ids),
+            key=lambda r: (r[0], r[1]),
+        )
+        for changed, entity_id, value, sender in merged:
+            writer.writerow((changed.isoformat(), entity_id, value, sender))
+            rows += 1
     return rows
 
 

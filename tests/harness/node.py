@@ -145,8 +145,14 @@ class NodeBuild:
         done.write_text(str(programs[0]))
 
 
-def firmware_variant(name: str, yaml_name: str, drop: list[str]) -> Path:
-    """A copy of the firmware tree whose ``yaml_name`` lacks the lines in ``drop``.
+def firmware_variant(
+    name: str,
+    yaml_name: str,
+    drop: list[str] | None = None,
+    replace: dict[str, str] | None = None,
+) -> Path:
+    """A copy of the firmware tree whose ``yaml_name`` lacks the lines in ``drop`` and has
+    the texts in ``replace`` replaced.
 
     Lives at a stable path in the build cache, so the variant is compiled once and reused;
     used to test a firmware change (points removed) on a node with the same MAC.
@@ -154,10 +160,14 @@ def firmware_variant(name: str, yaml_name: str, drop: list[str]) -> Path:
     root = work_dir() / "variants" / name
     yaml = root / yaml_name
     text = (FIRMWARE_DIR / yaml_name).read_text()
-    for line in drop:
+    for line in drop or []:
         if line + "\n" not in text:
             raise NodeError(f"{yaml_name} has no line {line!r}")
         text = text.replace(line + "\n", "", 1)
+    for old, new in (replace or {}).items():
+        if old not in text:
+            raise NodeError(f"{yaml_name} has no text {old!r}")
+        text = text.replace(old, new, 1)
     if not yaml.exists() or yaml.read_text() != text:
         shutil.rmtree(root, ignore_errors=True)
         shutil.copytree(FIRMWARE_DIR, root, ignore=shutil.ignore_patterns(".esphome"))
