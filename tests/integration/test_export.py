@@ -89,8 +89,8 @@ async def test_export_gives_exactly_the_recorded_rows(
     assert response["url"].startswith("/local/data_exchange/export-")
     path = Path(response["path"])
     assert path.parent == config_dir / "www" / "data_exchange"
-    with path.open(newline="") as file:
-        rows = list(csv.reader(file))
+    text = await hass.async_add_executor_job(path.read_text)
+    rows = list(csv.reader(text.splitlines()))
     assert rows[0] == ["time", "entity_id", "value", "sender"]
     assert rows[1:] == expected
     assert [r[2] for r in rows[1:] if r[1] == setpoint] == ["22.0", "23.5", "25.0"]
