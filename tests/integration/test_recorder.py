@@ -58,3 +58,38 @@ async def test_no_rows_for_unchanged_values(
     assert {e: after[e] - before[e] for e in unchanged} == dict.fromkeys(unchanged, 0)
     # while the random walk of the temperature was recorded.
     assert after[temperature] > before[temperature]
+
+
+async def test_long_term_statistics_for_numeric_points(
+    recorder_mock: Recorder, hass: HomeAssistant, sim_node: Node
+) -> None:
+    from homeassistant.util import dt as dt_util
+    from pytest_homeassistant_custom_component.components.recorder.common import (
+        do_adhoc_statistics,
+        get_start_time,
+        statistics_during_period,
+    )
+
+    entry = await setup_node(hass, sim_node)
+    temperature = next(
+        e for e in entity_ids(hass, entry, "sensor") if e.endswith("temperature")
+    )
+    assert hass.states.get(temperature).attributes["state_class"] == "measurement"
+    states: list[str] = []
+    # A few values of the random walk (the node samples once a second).
+    await until(
+        hass,
+        lambda: (
+            states.append(hass.states.get(temperature).state) is None
+            and len(set(states)) >= 3
+        ),
+    )
+    await async_wait_recording_done(hass)
+    start = get_start_time(dt_util.utcnow())
+    do_adhoc_statistics(hass, start=start)
+    await async_wait_recording_done(hass)
+    stats = await get_instance(hass).async_add_executor_job(
+        statistics_during_period, hass, start, None, {temperature}, "5minute"
+    )
+    (row,) = stats[temperature]
+    assert 15.0 <= row["min"] <= row["mean"] <= row["max"] <= 30.0
