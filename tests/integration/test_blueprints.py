@@ -162,7 +162,7 @@ async def test_night_pause_follows_the_sun(
         await hass.async_block_till_done()
         seen.append((name, len(off), len(on)))
     # Sunset pauses, sunrise resumes; the fixed times are ignored in sun mode.
-    assert dict((n, (o, i)) for n, o, i in seen)["sunset"] == (1, 0)
+    assert {n: (o, i) for n, o, i in seen}["sunset"] == (1, 0)
     assert len(off) == 1
     assert len(on) == 1
 
