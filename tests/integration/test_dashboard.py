@@ -8,6 +8,7 @@ from typing import Any
 
 from homeassistant.core import HomeAssistant
 from homeassistant.setup import async_setup_component
+
 from tests.conftest import FIRMWARE
 from tests.harness.develop import CONFIG, SIM_MAC
 from tests.harness.node import Node, NodeFactory
@@ -48,7 +49,9 @@ async def test_dashboard(
         },
     )
     client = await hass_ws_client(hass)
-    await client.send_json({"id": 1, "type": "lovelace/config", "url_path": "data-exchange"})
+    await client.send_json(
+        {"id": 1, "type": "lovelace/config", "url_path": "data-exchange"}
+    )
     message = await client.receive_json()
     assert message["success"], message
     config = message["result"]
