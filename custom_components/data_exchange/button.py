@@ -35,6 +35,12 @@ class NodeButton(DataExchangeEntity, ButtonEntity):
         self._attr_icon = info.icon or None
         self._attr_entity_registry_enabled_default = not info.disabled_by_default
 
+    async def async_added_to_hass(self) -> None:
+        # Available while connected: follow the node's connection state.
+        self.async_on_remove(
+            self.coordinator.async_add_node_listener(self.async_write_ha_state)
+        )
+
     @property
     def available(self) -> bool:
         return self.coordinator.connected

@@ -213,3 +213,37 @@ async def test_entity_mode_commands(hass: HomeAssistant, plain_node: Node) -> No
     # The node's own state echo, not an optimistic write.
     await until(hass, lambda: hass.states.get(relay).state == STATE_ON)
     assert hass.states.get(relay).attributes["changed_by"] == "home_assistant"
+
+
+async def test_entity_mode_button(hass: HomeAssistant, plain_node: Node) -> None:
+    entry = await setup_node(hass, plain_node)
+    relay = next(e for e in entity_ids(hass, entry, "switch") if e.endswith("relay"))
+    button = next(
+        e for e in entity_ids(hass, entry, "button") if e.endswith("toggle_relay")
+    )
+    await until(hass, lambda: hass.states.get(relay).state == "off")
+    await hass.services.async_call(
+        "button", "press", {"entity_id": button}, blocking=True
+    )
+    await until(hass, lambda: hass.states.get(relay).state == STATE_ON)
+    plain_node.kill()
+    await until(hass, lambda: hass.states.get(button).state == STATE_UNAVAILABLE)
+
+
+async def test_removing_a_node_forgets_its_state(
+    hass: HomeAssistant, sim_node: Node, hass_storage: dict[str, Any]
+) -> None:
+    from homeassistant.helpers import issue_registry as ir
+
+    entry = await setup_node(hass, sim_node)
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    key = f"{DOMAIN}.{entry.entry_id}"
+    assert key in hass_storage
+    assert ir.async_get(hass).async_get_issue(DOMAIN, f"no_encryption_{entry.entry_id}")
+    await hass.config_entries.async_remove(entry.entry_id)
+    await hass.async_block_till_done()
+    assert key not in hass_storage
+    assert (
+        ir.async_get(hass).async_get_issue(DOMAIN, f"no_encryption_{entry.entry_id}")
+        is None
+    )
