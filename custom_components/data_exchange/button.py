@@ -6,12 +6,10 @@ from aioesphomeapi import APIConnectionError, ButtonInfo
 from homeassistant.components.button import ButtonEntity
 from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
-from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .const import DOMAIN
 from .coordinator import DataExchangeConfigEntry, DataExchangeCoordinator
-from .entity import DataExchangeEntity
+from .entity import DataExchangeEntity, not_connected
 
 PARALLEL_UPDATES = 0
 
@@ -49,8 +47,4 @@ class NodeButton(DataExchangeEntity, ButtonEntity):
         try:
             await self.coordinator.async_press(self.info)
         except APIConnectionError as err:
-            raise HomeAssistantError(
-                translation_domain=DOMAIN,
-                translation_key="not_connected",
-                translation_placeholders={"node": self.coordinator.name},
-            ) from err
+            raise not_connected(self.coordinator) from err

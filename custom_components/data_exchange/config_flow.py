@@ -131,6 +131,17 @@ class DataExchangeConfigFlow(ConfigFlow, domain=DOMAIN):
     async def async_step_user(
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
+        return await self._async_step_address(
+            "user", user_input, {CONF_PORT: DEFAULT_PORT}
+        )
+
+    async def _async_step_address(
+        self,
+        step_id: str,
+        user_input: dict[str, Any] | None,
+        suggested: dict[str, Any],
+    ) -> ConfigFlowResult:
+        """Host, port and key (user and reconfigure steps): connect, then create or update."""
         errors: dict[str, str] = {}
         if user_input is not None:
             self._host = user_input[CONF_HOST].strip()
@@ -140,21 +151,19 @@ class DataExchangeConfigFlow(ConfigFlow, domain=DOMAIN):
             if info is not None:
                 return await self._async_create_or_update(info, key)
             errors = _errors(error)
-        return self.async_show_form(
-            step_id="user",
-            data_schema=self.add_suggested_values_to_schema(
-                probatio.Schema(
-                    {
-                        probatio.Required(CONF_HOST): str,
-                        probatio.Required(
-                            CONF_PORT, default=DEFAULT_PORT
-                        ): probatio.All(
-                            probatio.Coerce(int), probatio.Range(min=1, max=65535)
-                        ),
-                        probatio.Optional(CONF_NOISE_PSK): _KEY_SELECTOR,
-                    }
+        schema = probatio.Schema(
+            {
+                probatio.Required(CONF_HOST): str,
+                probatio.Required(CONF_PORT): probatio.All(
+                    probatio.Coerce(int), probatio.Range(min=1, max=65535)
                 ),
-                user_input,
+                probatio.Optional(CONF_NOISE_PSK): _KEY_SELECTOR,
+            }
+        )
+        return self.async_show_form(
+            step_id=step_id,
+            data_schema=self.add_suggested_values_to_schema(
+                schema, user_input or suggested
             ),
             errors=errors,
         )
@@ -259,34 +268,10 @@ class DataExchangeConfigFlow(ConfigFlow, domain=DOMAIN):
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
         entry = self._get_reconfigure_entry()
-        errors: dict[str, str] = {}
-        if user_input is not None:
-            self._host = user_input[CONF_HOST].strip()
-            self._port = int(user_input[CONF_PORT])
-            key = (user_input.get(CONF_NOISE_PSK) or "").strip() or None
-            info, error = await async_try_connect(self._host, self._port, key)
-            if info is not None:
-                return await self._async_create_or_update(info, key)
-            errors = _errors(error)
-        suggested = user_input or {
-            CONF_HOST: entry.data[CONF_HOST],
-            CONF_PORT: entry.data[CONF_PORT],
-        }
-        return self.async_show_form(
-            step_id="reconfigure",
-            data_schema=self.add_suggested_values_to_schema(
-                probatio.Schema(
-                    {
-                        probatio.Required(CONF_HOST): str,
-                        probatio.Required(CONF_PORT): probatio.All(
-                            probatio.Coerce(int), probatio.Range(min=1, max=65535)
-                        ),
-                        probatio.Optional(CONF_NOISE_PSK): _KEY_SELECTOR,
-                    }
-                ),
-                suggested,
-            ),
-            errors=errors,
+        return await self._async_step_address(
+            "reconfigure",
+            user_input,
+            {CONF_HOST: entry.data[CONF_HOST], CONF_PORT: entry.data[CONF_PORT]},
         )
 
     async def _async_create_or_update(

@@ -93,11 +93,7 @@ class PointEntity(DataExchangeEntity):
         try:
             await self.coordinator.async_write(self.point.index, value, self._context)
         except APIConnectionError as err:
-            raise HomeAssistantError(
-                translation_domain=DOMAIN,
-                translation_key="not_connected",
-                translation_placeholders={"node": self.coordinator.name},
-            ) from err
+            raise not_connected(self.coordinator) from err
 
 
 class NodeEntity(DataExchangeEntity):
@@ -118,6 +114,15 @@ class NodeEntity(DataExchangeEntity):
                 self.async_write_ha_state, self.topic
             )
         )
+
+
+def not_connected(coordinator: DataExchangeCoordinator) -> HomeAssistantError:
+    """The translated error for a command that needs the node connected."""
+    return HomeAssistantError(
+        translation_domain=DOMAIN,
+        translation_key="not_connected",
+        translation_placeholders={"node": coordinator.name},
+    )
 
 
 def stale_attributes(coordinator: DataExchangeCoordinator) -> dict[str, Any]:
