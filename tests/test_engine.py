@@ -290,3 +290,14 @@ def test_reconnect_is_not_a_restart(engine: ExchangeEngine) -> None:
     engine.start_session()  # the node rebooted: its frame count starts again
     engine.on_frame(frame(1, 0, (1.0, 21.0, False), uptime=50_000), 60.0)
     assert engine.stats.restarts == 1
+
+
+def test_unchanged_desired_values_are_not_encoded_again(engine: ExchangeEngine) -> None:
+    synced(engine)
+    first = engine.next_desired_frame()["values"]
+    second = engine.next_desired_frame()["values"]
+    assert second is first  # the very same string: no per-cycle encoding
+    engine.write(1, 30.0, "user:abc", now=1.0)
+    third = engine.next_desired_frame()["values"]
+    assert third == "30,0"
+    assert engine.desired[1].seq == engine.desired_seq

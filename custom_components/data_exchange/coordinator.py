@@ -733,7 +733,7 @@ class DataExchangeCoordinator:
             for index, value in writes:
                 point = self.points[index]
                 self.connection.command(_COMMANDS[point.type], point.info.key, value)
-                self.engine.desired[index] = Stamped(value, now, sender)
+                self.engine.write(index, value, sender, now)
             return
         for index, value in writes:
             self.engine.write(index, value, sender, now)

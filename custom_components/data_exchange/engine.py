@@ -23,7 +23,7 @@ from enum import StrEnum
 import math
 from typing import Any
 
-from .protocol import Model, NodeFrame, PointType, Value, desired_frame
+from .protocol import Model, NodeFrame, PointType, Value, encode_desired_values
 
 SENDER_NODE = "node"
 
@@ -98,6 +98,10 @@ class ExchangeEngine:
         self._uptime_ms = 0
         self._new_session = True
         self._previous_seq = 0
+        # The encoded desired values, rebuilt only after a desired value changed (not every
+        # cycle), and the desired values not yet carried by a frame of this session.
+        self._values_text: str | None = None
+        self._unsent: list[Stamped] = []
 
     # ---- model ----
 
@@ -109,6 +113,7 @@ class ExchangeEngine:
         self.model = model
         self.reported = [None] * len(model.points)
         self.desired = {}
+        self._values_text = None
         if old is None:
             return
         where = {(p.key, p.type): i for i, p in enumerate(old.points)}
@@ -127,10 +132,19 @@ class ExchangeEngine:
         point = self._point(index)
         if not point.type.writable:
             raise ValueError(f"point {index} is read-only")
-        self.desired[index] = Stamped(value, now, sender)
+        self._set_desired(index, Stamped(value, now, sender))
 
     def write_acquisition(self, running: bool, sender: str, now: float) -> None:
-        self.desired_acquisition = Stamped(running, now, sender)
+        self._set_acquisition(Stamped(running, now, sender))
+
+    def _set_desired(self, index: int, stamped: Stamped) -> None:
+        self.desired[index] = stamped
+        self._unsent.append(stamped)
+        self._values_text = None
+
+    def _set_acquisition(self, stamped: Stamped) -> None:
+        self.desired_acquisition = stamped
+        self._unsent.append(stamped)
 
     def start_session(self) -> None:
         """A new connection: desired values must be applied again before reports count.
@@ -143,29 +157,37 @@ class ExchangeEngine:
         self._new_session = True
         self._previous_seq = self.stats.last_seq
         self.stats.last_seq = 0
-        for stamped in self.desired.values():
-            stamped.seq = 0
+        self._unsent = list(self.desired.values())
         if self.desired_acquisition is not None:
-            self.desired_acquisition.seq = 0
+            self._unsent.append(self.desired_acquisition)
+        for stamped in self._unsent:
+            stamped.seq = 0
 
     def next_desired_frame(self) -> dict[str, int | str]:
-        """The arguments of the next desired frame (every cycle, full state)."""
+        """The arguments of the next desired frame (every cycle, full state).
+
+        Per cycle this costs a counter and a dict: the values are encoded again only after
+        one of them changed.
+        """
         model = self._require_model()
         self.desired_seq += 1
-        values = [self._desired_value(i) for i in model.writable]
-        for stamped in self.desired.values():
-            if stamped.seq == 0:
-                stamped.seq = self.desired_seq
+        if self._unsent:
+            for stamped in self._unsent:
+                if stamped.seq == 0:
+                    stamped.seq = self.desired_seq
+            self._unsent.clear()
+        if self._values_text is None:
+            self._values_text = encode_desired_values(
+                model, [self._desired_value(i) for i in model.writable]
+            )
         acquisition = self.desired_acquisition
-        if acquisition is not None and acquisition.seq == 0:
-            acquisition.seq = self.desired_seq
-        return desired_frame(
-            model,
-            self.desired_seq,
-            self.stats.last_seq,
-            values,
-            None if acquisition is None else bool(acquisition.value),
-        )
+        return {
+            "seq": self.desired_seq,
+            "seen": self.stats.last_seq,
+            "model": model.model_id,
+            "values": self._values_text,
+            "acquisition": -1 if acquisition is None else int(bool(acquisition.value)),
+        }
 
     def _desired_value(self, index: int) -> Value:
         stamped = self.desired.get(index)
@@ -235,7 +257,7 @@ class ExchangeEngine:
             return False
         if desired is None:
             # Nothing desired yet: the node's value is the desired value.
-            self.desired[index] = Stamped(reported, now, SENDER_NODE)
+            self._set_desired(index, Stamped(reported, now, SENDER_NODE))
             return False
         if _same(desired.value, reported) or self._pending(desired):
             return False
@@ -244,7 +266,7 @@ class ExchangeEngine:
             and now - desired.time < self.writer_priority_delay
         ):
             return False  # Home Assistant's recent write wins and keeps being sent
-        self.desired[index] = Stamped(reported, now, SENDER_NODE)
+        self._set_desired(index, Stamped(reported, now, SENDER_NODE))
         return True
 
     def _acquisition_priority(self, running: bool, now: float) -> None:
@@ -256,7 +278,7 @@ class ExchangeEngine:
             and now - desired.time < self.writer_priority_delay
         ):
             return
-        self.desired_acquisition = Stamped(running, now, SENDER_NODE)
+        self._set_acquisition(Stamped(running, now, SENDER_NODE))
 
     def report(self, index: int, value: Value, now: float) -> bool:
         """A reported value outside frames (entity mode); True if it changed."""
@@ -316,13 +338,17 @@ class ExchangeEngine:
         for key, raw in (data.get("desired") or {}).items():
             index = int(key)
             if 0 <= index < len(model.points) and model.points[index].type.writable:
-                self.desired[index] = _stamped(
-                    raw, model.points[index].type, time_offset
+                self._set_desired(
+                    index, _stamped(raw, model.points[index].type, time_offset)
                 )
         acq = data.get("desired_acquisition")
         if acq is not None:
-            self.desired_acquisition = Stamped(
-                bool(acq["value"]), float(acq["time"]) + time_offset, str(acq["sender"])
+            self._set_acquisition(
+                Stamped(
+                    bool(acq["value"]),
+                    float(acq["time"]) + time_offset,
+                    str(acq["sender"]),
+                )
             )
         self.acquisition_running = bool(data.get("acquisition_running", True))
 

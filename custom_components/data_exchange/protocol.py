@@ -252,6 +252,15 @@ def decode_values(text: str, types: Sequence[PointType]) -> tuple[Value, ...]:
     return tuple(decode_value(t, f) for t, f in zip(types, fields, strict=True))
 
 
+def encode_desired_values(model: Model, values: Sequence[Value]) -> str:
+    """The ``values`` argument of a desired frame: one value per writable point."""
+    types = [model.points[i].type for i in model.writable]
+    text = encode_values(types, values)
+    if len(text.encode()) > MAX_DESIRED_VALUES_BYTES:
+        raise ValueError("desired frame exceeds the node's receive limit")
+    return text
+
+
 def desired_frame(
     model: Model,
     seq: int,
@@ -264,14 +273,10 @@ def desired_frame(
     ``values`` holds one desired value per writable point (None: no desired value);
     ``seen`` is the sequence number of the newest node frame taken into account.
     """
-    types = [model.points[i].type for i in model.writable]
-    text = encode_values(types, values)
-    if len(text.encode()) > MAX_DESIRED_VALUES_BYTES:
-        raise ValueError("desired frame exceeds the node's receive limit")
     return {
         "seq": seq,
         "seen": seen,
         "model": model.model_id,
-        "values": text,
+        "values": encode_desired_values(model, values),
         "acquisition": -1 if acquisition is None else int(acquisition),
     }
