@@ -298,6 +298,7 @@ void DataExchange::send_frame_() {
   if (!this->has_client_())
     return;  // nothing to send; the sequence number counts frames sent
   this->seq_ = seq;
+  this->last_frame_ms_ = millis();
 
   static const char *const KEYS[] = {"v", "m", "s", "u", "a", "q", "f", "r", "x"};
   std::string vals[9];
@@ -326,7 +327,13 @@ void DataExchange::on_describe() {
 }
 
 void DataExchange::restart_cycle_() {
-  this->set_interval("frame", this->cycle_ms_, [this]() { this->send_frame_(); });
+  this->set_interval("frame", this->cycle_ms_, [this]() {
+    // A frame went out less than half a cycle ago (the answer to a desired frame): this
+    // one would only repeat it. When Home Assistant drives the exchange, one frame per cycle.
+    if (this->last_frame_ms_ != 0 && millis() - this->last_frame_ms_ < this->cycle_ms_ / 2)
+      return;
+    this->send_frame_();
+  });
 }
 
 // ---- Home Assistant -> node ----
@@ -498,9 +505,8 @@ void DataExchange::on_write(int32_t seq, int32_t seen, std::string model, std::s
     ESP_LOGI(TAG, "Desired frames again: fail-safe ended");
   }
   this->arm_failsafe_();
-  // Acknowledge at once with a full frame, then continue the cycle from here.
+  // Acknowledge at once with a full frame.
   this->send_frame_();
-  this->restart_cycle_();
 }
 
 // ---- acquisition and fail-safe ----

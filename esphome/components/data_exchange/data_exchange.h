@@ -148,6 +148,7 @@ class DataExchange : public Component, public api::CustomAPIDevice {
   std::string model_points_;  // model description, built once
 
   uint32_t seq_{0};              // last node frame sent
+  uint32_t last_frame_ms_{0};    // when it was sent
   uint32_t applied_seq_{0};      // last desired frame applied
   uint32_t rejected_frames_{0};  // desired frames rejected since boot
   int32_t acquisition_local_seq_{0};

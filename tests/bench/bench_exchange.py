@@ -1,0 +1,220 @@
+"""Benchmarks (scripts/bench): real nodes on loopback, Home Assistant from the test plugin.
+
+Every comparison is a ratio against a baseline measured in the same run; every figure is the
+median of repeated runs with its spread. Results go to docs/benchmarks.json and are rendered
+into docs/benchmarks.md by tests/bench/report.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+import statistics
+import time
+from typing import Any
+
+from homeassistant.core import Event, HomeAssistant, callback
+import pytest
+
+from custom_components.data_exchange.coordinator import DataExchangeCoordinator
+from custom_components.data_exchange.protocol import FRAME_EVENT
+from tests.bench.nodes import points_node
+from tests.harness.dx_client import DxClient
+from tests.harness.node import REPO, Node, NodeFactory
+from tests.integration.conftest import setup_node
+
+RESULTS = REPO / "docs" / "benchmarks.json"
+ROUNDS = int(os.environ.get("DX_BENCH_ROUNDS", "5"))
+
+
+def summary(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    return {
+        "median": statistics.median(ordered),
+        "p99": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
+        "min": ordered[0],
+        "max": ordered[-1],
+        "n": len(ordered),
+    }
+
+
+def record(section: str, key: str, value: Any) -> None:
+    data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    data.setdefault(section, {})[key] = value
+    data["machine"] = {"cpus": os.cpu_count(), "measured": time.strftime("%Y-%m-%d")}
+    RESULTS.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+@pytest.fixture
+def bench_node(node_factory: NodeFactory, request: pytest.FixtureRequest) -> Node:
+    return node_factory.start(points_node(request.param))
+
+
+# ---- 1. frame round trip ----
+
+
+@pytest.mark.parametrize("bench_node", [10, 100, 1000], indirect=True)
+async def test_round_trip(hass: HomeAssistant, bench_node: Node) -> None:
+    count = len(bench_node.build.yaml_path.read_text().split("platform: template")) - 1
+    entry = await setup_node(hass, bench_node, cycle=1.0, stale_after=30.0)
+    coordinator: DataExchangeCoordinator = entry.runtime_data
+    last = f"number.bench_{count}_{bench_node.mac.replace(':', '')[-6:].lower()}_p{count - 1}"
+    assert hass.states.get(last) is not None, last
+    iterations = 200 if count <= 100 else 40
+    samples: list[float] = []
+    for i in range(1, iterations + 1):
+        done = hass.loop.create_future()
+
+        @callback
+        def seen(event: Event, value: float = float(i)) -> None:
+            new = event.data["new_state"]
+            if (
+                event.data["entity_id"] == last
+                and new
+                and new.state == str(value)
+                and not done.done()
+            ):
+                done.set_result(time.perf_counter())
+
+        unsub = hass.bus.async_listen("state_changed", seen)
+        start = time.perf_counter()
+        await coordinator.async_write_many([(p, float(i)) for p in range(count)], None)
+        end = await asyncio.wait_for(done, 10)
+        unsub()
+        samples.append((end - start) * 1000)
+    ha = summary(samples[5:])
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    # Baseline in the same run: the bare aioesphomeapi client, same node, same frame.
+    raw = await DxClient(bench_node).connect()
+    raw_samples = []
+    for i in range(1, iterations + 1):
+        start = time.perf_counter()
+        seq = await raw.write([float(iterations + i)] * count)
+        await raw.next_frame(lambda f, s=seq: f.applied_seq == s)
+        raw_samples.append((time.perf_counter() - start) * 1000)
+    await raw.disconnect()
+    base = summary(raw_samples[5:])
+    record(
+        "round_trip_ms",
+        str(count),
+        {
+            "home_assistant": ha,
+            "raw_aioesphomeapi": base,
+            "ratio_p50": ha["median"] / base["median"],
+        },
+    )
+
+
+# ---- 3. CPU per frame, per changed and per unchanged point ----
+
+
+@pytest.mark.parametrize("bench_node", [100, 1000], indirect=True)
+async def test_cpu_per_frame(hass: HomeAssistant, bench_node: Node) -> None:
+    count = len(bench_node.build.yaml_path.read_text().split("platform: template")) - 1
+    entry = await setup_node(hass, bench_node, cycle=1.0, stale_after=3600.0)
+    coordinator: DataExchangeCoordinator = entry.runtime_data
+    model = coordinator.engine.model
+    assert model is not None
+    # The node's own frames would interleave: stop it, feed frames in its exact format.
+    bench_node.kill()
+    await hass.async_block_till_done()
+    seq = coordinator.engine.stats.last_seq
+
+    def frame(values: str) -> dict[str, str]:
+        nonlocal seq
+        seq += 1
+        return {
+            "v": "1",
+            "m": model.model_id,
+            "s": str(seq),
+            "u": str(seq * 1000),
+            "a": "0",
+            "q": "1",
+            "f": "0",
+            "r": "0",
+            "x": values,
+        }
+
+    def run(frames: int, change: bool) -> float:
+        begin = time.process_time()
+        for k in range(frames):
+            value = str(k if change else 7)
+            coordinator.on_node_event(FRAME_EVENT, frame(",".join([value] * count)))
+        return (time.process_time() - begin) / frames * 1e6
+
+    coordinator.on_node_event(FRAME_EVENT, frame(",".join(["7"] * count)))  # settle
+    frames = 2000 if count <= 100 else 200
+    unchanged = [run(frames, change=False) for _ in range(ROUNDS)]
+    changed = [run(frames // 10, change=True) for _ in range(ROUNDS)]
+
+    # Baseline in the same run: Home Assistant's own cost of writing one state.
+    def set_states(n: int) -> float:
+        begin = time.process_time()
+        for k in range(n):
+            hass.states.async_set("sensor.bench_baseline", str(k))
+        return (time.process_time() - begin) / n * 1e6
+
+    baseline = [set_states(5000) for _ in range(ROUNDS)]
+    per_unchanged = [u / count for u in unchanged]
+    per_changed = [(c - u) / count for c, u in zip(changed, unchanged, strict=True)]
+    record(
+        "cpu_us",
+        str(count),
+        {
+            "frame_unchanged": summary(unchanged),
+            "frame_all_changed": summary(changed),
+            "per_unchanged_point": summary(per_unchanged),
+            "per_changed_point": summary(per_changed),
+            "baseline_states_async_set": summary(baseline),
+            "ratio_changed_point_to_async_set": statistics.median(per_changed)
+            / statistics.median(baseline),
+        },
+    )
+    await hass.async_block_till_done()
+
+
+# ---- 4. scale ----
+
+
+@pytest.mark.parametrize("nodes", [1, 10, 50, 100])
+async def test_scale(
+    hass: HomeAssistant, node_factory: NodeFactory, nodes: int
+) -> None:
+    path = points_node(100)
+    build = node_factory.build(path)
+    rss_before = rss_kib()
+    entries = []
+    for _ in range(nodes):
+        node = Node(build)
+        node_factory.nodes.append(node)
+        node.start()
+        entries.append(await setup_node(hass, node, cycle=1.0, stale_after=30.0))
+    coordinators: list[DataExchangeCoordinator] = [e.runtime_data for e in entries]
+    rss_after = rss_kib()
+    missed = sum(c.engine.stats.missed for c in coordinators)
+    received = sum(c.engine.stats.received for c in coordinators)
+    window = float(os.environ.get("DX_BENCH_WINDOW", "20"))
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    await asyncio.sleep(window)  # the measurement window itself: frames flow meanwhile
+    cpu = time.process_time() - cpu0
+    wall = time.perf_counter() - wall0
+    record(
+        "scale_100_points_1s",
+        str(nodes),
+        {
+            "cpu_share_of_one_core": cpu / wall,
+            "frames": sum(c.engine.stats.received for c in coordinators) - received,
+            "missed_frames": sum(c.engine.stats.missed for c in coordinators) - missed,
+            "memory_per_node_kib": (rss_after - rss_before) / nodes,
+            "window_s": wall,
+        },
+    )
