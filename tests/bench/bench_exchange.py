@@ -75,7 +75,9 @@ async def test_round_trip(hass: HomeAssistant, bench_node: Node) -> None:
         done = hass.loop.create_future()
 
         @callback
-        def seen(event: Event, value: float = float(i)) -> None:
+        def seen(
+            event: Event, value: float = float(i), done: asyncio.Future[float] = done
+        ) -> None:
             new = event.data["new_state"]
             if (
                 event.data["entity_id"] == last

@@ -12,7 +12,7 @@ REPORT = REPO / "docs" / "benchmarks.md"
 
 
 def fmt(s: dict[str, float], unit: str = "") -> str:
-    return f"{s['median']:.3g}{unit} ({s['min']:.3g}–{s['max']:.3g})"
+    return f"{s['median']:.3g}{unit} ({s['min']:.3g}-{s['max']:.3g})"
 
 
 def main() -> None:
@@ -22,7 +22,7 @@ def main() -> None:
         "",
         "Written by `scripts/bench` (do not edit): real host-platform nodes on loopback, Home",
         "Assistant 2026.10.4 from the test plugin, one process. Figures are medians with the",
-        "range (min–max) of the repeated runs; comparisons are ratios against a baseline",
+        "range (min-max) of the repeated runs; comparisons are ratios against a baseline",
         f"measured in the same run. Machine: {data['machine']['cpus']} CPUs, measured",
         f"{data['machine']['measured']}.",
         "",
@@ -65,7 +65,7 @@ def main() -> None:
         out.append("")
     if scale := data.get("scale_100_points_1s"):
         out += [
-            "## 4. Scale: nodes × 100 points at a 1 s cycle",
+            "## 4. Scale: nodes x 100 points at a 1 s cycle",
             "",
             "| nodes | Home Assistant CPU (share of one core) | frames | missed frames | memory per node |",
             "|---|---|---|---|---|",
