@@ -221,3 +221,21 @@ async def test_other_clients_receive_no_frames(dx: DxClient, sim_node: Node) -> 
         assert [c for c in received if c.service == FRAME_EVENT] == []
     finally:
         await other.disconnect()
+
+
+async def test_unreported_local_change_survives_a_desired_frame(dx: DxClient) -> None:
+    # The desired frame arrives before the node sent any frame after the local change:
+    # the node must still recognise the change as local and keep it.
+    seq = await dx.write([22.0, None, None, None, None])
+    await dx.next_frame(lambda f: f.applied_seq == seq)
+    setpoint = dx.point_index("setpoint")
+    for _ in range(10):  # the race is timing-dependent; repeat it
+        seen = dx.last_seen
+        await dx.call("local_set_setpoint", value=30.0)
+        seq = await dx.write([22.0, None, None, None, None], seen=seen)
+        frame = await dx.next_frame(lambda f, s=seq: f.applied_seq == s)
+        assert frame.values[setpoint] == 30.0
+        # Home Assistant, having seen it, sets its value back (its write wins here).
+        seq = await dx.write([22.0, None, None, None, None], seen=frame.seq)
+        frame = await dx.next_frame(lambda f, s=seq: f.applied_seq == s)
+        assert frame.values[setpoint] == 22.0

@@ -269,20 +269,14 @@ void DataExchange::send_event_(const char *name, const char *const *keys, const 
   }
 }
 
-void DataExchange::send_frame_() {
-  // Local changes are detected every cycle, with or without a client, so a change made
-  // while Home Assistant is away is still known as local when it returns.
-  uint32_t seq = this->seq_ + 1;
-  this->values_buf_.clear();
-  bool first = true;
+void DataExchange::detect_local_changes_() {
+  // A writable point whose value differs from what this node last applied or reported was
+  // changed locally (touch pad, local automation, another API client). It is stamped with
+  // the sequence number of the next frame, the one that will report it.
+  uint32_t next_seq = this->seq_ + 1;
   for (auto &p : this->points_) {
-    if (!first)
-      this->values_buf_ += ',';
-    first = false;
-    if (!p.writable()) {
-      this->encode_point_(p, this->values_buf_);
+    if (!p.writable())
       continue;
-    }
     this->scratch_.clear();
     this->encode_point_(p, this->scratch_);
     if (!p.expected_valid) {
@@ -290,10 +284,24 @@ void DataExchange::send_frame_() {
       p.expected_valid = true;
     } else if (p.expected != this->scratch_) {
       p.expected = this->scratch_;
-      p.local_change_seq = seq;
+      p.local_change_seq = next_seq;
       ESP_LOGD(TAG, "Local change of '%s'", p.entity->get_name().c_str());
     }
-    this->values_buf_ += this->scratch_;
+  }
+}
+
+void DataExchange::send_frame_() {
+  // Local changes are detected every cycle, with or without a client, so a change made
+  // while Home Assistant is away is still known as local when it returns.
+  this->detect_local_changes_();
+  uint32_t seq = this->seq_ + 1;
+  this->values_buf_.clear();
+  bool first = true;
+  for (auto &p : this->points_) {
+    if (!first)
+      this->values_buf_ += ',';
+    first = false;
+    this->encode_point_(p, this->values_buf_);
   }
   if (!this->has_client_())
     return;  // nothing to send; the sequence number counts frames sent
@@ -486,7 +494,9 @@ void DataExchange::on_write(int32_t seq, int32_t seen, std::string model, std::s
 
   // Apply. A point changed locally in a frame Home Assistant had not seen yet when it sent
   // this one keeps its local value: Home Assistant decides on it by writer priority once it
-  // has seen the change, and says so in a later desired frame.
+  // has seen the change, and says so in a later desired frame. A change made since the last
+  // frame has not been reported at all yet: it is found here, before anything is applied.
+  this->detect_local_changes_();
   auto seen_seq = static_cast<uint32_t>(seen);
   size_t w = 0;
   for (auto &p : this->points_) {

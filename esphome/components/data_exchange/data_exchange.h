@@ -127,6 +127,7 @@ class DataExchange : public Component, public api::CustomAPIDevice {
   void compute_model_();
   /// Appends the encoded reported value of a point to out.
   void encode_point_(const Point &p, std::string &out);
+  void detect_local_changes_();
   void send_frame_();
   void send_event_(const char *name, const char *const *keys, const std::string *values, size_t count);
   bool has_client_() const;
