@@ -336,9 +336,10 @@ void DataExchange::on_describe() {
 
 void DataExchange::restart_cycle_() {
   this->set_interval("frame", this->cycle_ms_, [this]() {
-    // A frame went out less than half a cycle ago (the answer to a desired frame): this
-    // one would only repeat it. When Home Assistant drives the exchange, one frame per cycle.
-    if (this->last_frame_ms_ != 0 && millis() - this->last_frame_ms_ < this->cycle_ms_ / 2)
+    // A frame went out less than 3/4 of a cycle ago (the answer to a desired frame): this
+    // one would only repeat it. When Home Assistant drives the exchange, about one frame per
+    // cycle; otherwise the longest gap between frames stays under 1.75 cycles.
+    if (this->last_frame_ms_ != 0 && millis() - this->last_frame_ms_ < this->cycle_ms_ * 3 / 4)
       return;
     this->send_frame_();
   });
