@@ -41,6 +41,7 @@ STORAGE_SAVE_DELAY: Final = (
 ATTR_STALE: Final = "stale"
 ATTR_CHANGED_AT: Final = "changed_at"
 ATTR_CHANGED_BY: Final = "changed_by"
+ATTR_REPORTED_AT: Final = "reported_at"
 ATTR_REASON: Final = "reason"
 
 MODE_FRAME: Final = "frame"

@@ -65,7 +65,13 @@ from .const import (
     STORAGE_SAVE_DELAY,
     STORAGE_VERSION,
 )
-from .engine import SENDER_NODE, ExchangeEngine, StaleReason, Stamped
+from .engine import (
+    SENDER_NODE,
+    ExchangeEngine,
+    StaleReason,
+    Stamped,
+    changed_indices,
+)
 from .protocol import (
     DESCRIBE_ACTION,
     FRAME_EVENT,
@@ -624,10 +630,9 @@ class DataExchangeCoordinator:
             if seq == result.acknowledged:
                 self.latency_ms = round((time.monotonic() - sent) * 1000, 2)
                 stats_changed = True
-        self._set_stale(None if frame.acquisition_running else StaleReason.PAUSED)
-        changed = sorted(set(result.changed) | set(result.adopted))
-        if changed:
-            self._notify_points(changed)
+        self._set_stale(self._stale_reason(now))
+        if changed := changed_indices(result):
+            self._notify_points(list(changed))
         if result.changed or result.adopted or result.node_state_changed:
             self._schedule_save()
         if result.node_state_changed:
@@ -673,13 +678,20 @@ class DataExchangeCoordinator:
             self._unsub_cycle = None
 
     async def _async_cycle(self, _now: Any) -> None:
-        now = time.time()
-        if self.stale_reason is None and (
-            self.last_frame_time is None
-            or now - self.last_frame_time > self.stale_after
-        ):
-            self._set_stale(StaleReason.SILENT)
+        # Silence is noticed here; values stay offline-stale until the first frame.
+        if self.last_frame_time is not None:
+            self._set_stale(self._stale_reason(time.time()))
         await self._async_send_desired()
+
+    def _stale_reason(self, now: float) -> StaleReason | None:
+        """The engine's staleness rule applied to this node's connection and frames."""
+        return ExchangeEngine.stale_reason(
+            connected=self.connected,
+            acquisition_running=self.engine.acquisition_running,
+            last_frame=self.last_frame_time,
+            now=now,
+            stale_after=self.stale_after,
+        )
 
     async def _async_send_desired(self) -> None:
         if not self.connected or self.engine.model is None or self.mode != MODE_FRAME:

@@ -10,7 +10,7 @@ from homeassistant.const import EntityCategory
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers.entity import Entity, EntityDescription
 
-from .const import ATTR_CHANGED_BY, ATTR_REASON, ATTR_STALE, DOMAIN
+from .const import ATTR_CHANGED_BY, ATTR_REASON, ATTR_REPORTED_AT, ATTR_STALE, DOMAIN
 from .coordinator import TOPIC_NODE, DataExchangeCoordinator, NodePoint
 from .protocol import Value
 
@@ -18,7 +18,6 @@ _CATEGORIES = {
     NodeEntityCategory.CONFIG: EntityCategory.CONFIG,
     NodeEntityCategory.DIAGNOSTIC: EntityCategory.DIAGNOSTIC,
 }
-ATTR_REPORTED_AT = "reported_at"
 
 
 class DataExchangeEntity(Entity):

@@ -247,3 +247,20 @@ async def test_removing_a_node_forgets_its_state(
         ir.async_get(hass).async_get_issue(DOMAIN, f"no_encryption_{entry.entry_id}")
         is None
     )
+
+
+async def test_entity_mode_write_while_offline_is_a_clear_error(
+    hass: HomeAssistant, plain_node: Node
+) -> None:
+    from homeassistant.exceptions import HomeAssistantError
+
+    entry = await setup_node(hass, plain_node)
+    relay = next(e for e in entity_ids(hass, entry, "switch") if e.endswith("relay"))
+    plain_node.kill()
+    await until(hass, lambda: not entry.runtime_data.connected)
+    with pytest.raises(HomeAssistantError) as err:
+        await hass.services.async_call(
+            "switch", "turn_on", {"entity_id": relay}, blocking=True
+        )
+    assert err.value.translation_domain == DOMAIN
+    assert err.value.translation_key == "not_connected"

@@ -301,7 +301,12 @@ void DataExchange::send_frame_() {
     if (!first)
       this->values_buf_ += ',';
     first = false;
-    this->encode_point_(p, this->values_buf_);
+    // Writable points were just encoded by detect_local_changes_(): reuse that.
+    if (p.writable()) {
+      this->values_buf_ += p.expected;
+    } else {
+      this->encode_point_(p, this->values_buf_);
+    }
   }
   if (!this->has_client_())
     return;  // nothing to send; the sequence number counts frames sent
