@@ -117,6 +117,9 @@ def test_frame_of_other_model() -> None:
         {"x": "21.5,1,'ok,22,0,'eco,',"},  # one too many
         {"x": "nan,1,'ok,22,0,'eco,'"},
         {"x": "NaN,1,'ok,22,0,'eco,'"},
+        {"x": "inf,1,'ok,22,0,'eco,'"},  # a conforming node sends infinity as unknown
+        {"x": "-inf,1,'ok,22,0,'eco,'"},
+        {"x": "1e999,1,'ok,22,0,'eco,'"},  # overflows to infinity
         {"x": "0x10,1,'ok,22,0,'eco,'"},
         {"x": "1_000,1,'ok,22,0,'eco,'"},
         {"x": " 1,1,'ok,22,0,'eco,'"},
@@ -132,7 +135,7 @@ def test_frame_rejects_malformed(change: dict[str, str]) -> None:
         NodeFrame.from_event(_frame(**change), _model())
 
 
-floats32 = st.floats(width=32, allow_nan=False)
+floats32 = st.floats(width=32, allow_nan=False, allow_infinity=False)
 
 
 @given(floats32)
@@ -175,6 +178,8 @@ def test_encode_rejects_wrong_types() -> None:
         encode_value(PointType.TEXT, 3.0)
     with pytest.raises(ValueError, match="NaN"):
         encode_value(PointType.NUMBER, float("nan"))
+    with pytest.raises(ValueError, match="infinities"):
+        encode_value(PointType.NUMBER, float("-inf"))
 
 
 def test_desired_frame() -> None:

@@ -31,7 +31,7 @@ from aioesphomeapi import (
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.device_registry import format_mac
 
-from .const import CLIENT_INFO, MODE_ENTITY, MODE_FRAME
+from .const import CLIENT_INFO, KEEPALIVE, MODE_ENTITY, MODE_FRAME
 from .protocol import DESCRIBE_ACTION, FRAME_EVENT, MODEL_EVENT, WRITE_ACTION
 
 _LOGGER = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ class ConnectionListener(Protocol):
 class ConnectionStats:
     connects: int = 0
     disconnects: int = 0
-    ignored_calls: int = 0  # actions or foreign events a node sent
+    ignored_calls: int = 0  # action requests or foreign events a node sent
 
 
 @dataclass
@@ -95,6 +95,7 @@ class NodeConnection:
     session: NodeSession | None = None
     _reconnect: ReconnectLogic | None = None
     _unavailable_logged: bool = False
+    _ignored_logged: bool = False
     _stopping: bool = False
 
     @property
@@ -109,6 +110,7 @@ class NodeConnection:
             None,
             noise_psk=self.noise_psk or None,
             client_info=CLIENT_INFO,
+            keepalive=KEEPALIVE,
             zeroconf_instance=self.zeroconf_instance,
         )
         self._reconnect = ReconnectLogic(
@@ -170,6 +172,7 @@ class NodeConnection:
             client.subscribe_states(self.listener.on_entity_state)
         self.session = session
         self.stats.connects += 1
+        self._ignored_logged = False
         if self._unavailable_logged:
             _LOGGER.info("Node %s is available again", self.name)
             self._unavailable_logged = False
@@ -204,10 +207,14 @@ class NodeConnection:
             return
         self.stats.ignored_calls += 1
         self.listener.on_ignored_call()
-        _LOGGER.debug(
-            "%s: ignored %s %r from the node",
+        # Logged once a connection (a node may ask every cycle); every one is counted.
+        log = _LOGGER.debug if self._ignored_logged else _LOGGER.warning
+        self._ignored_logged = True
+        log(
+            "%s: the node sent %s %r; ignored, nodes cannot make Home Assistant act "
+            "(further ones on this connection are only counted)",
             self.name,
-            "event" if call.is_event else "action request",
+            "an event" if call.is_event else "an action request",
             call.service[:64],
         )
 

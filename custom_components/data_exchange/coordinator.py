@@ -78,7 +78,6 @@ from .protocol import (
     MODEL_EVENT,
     WRITE_ACTION,
     Model,
-    ModelMismatchError,
     ModelPoint,
     NodeFrame,
     PointType,
@@ -126,7 +125,12 @@ _COMMANDS = {
 DESCRIBE_TIMEOUT = 10.0
 TOPIC_NODE = "node"  # connectivity, staleness, acquisition, mode
 TOPIC_STATS = "stats"  # latency, missed frames
-TOPIC_IGNORED = "ignored"  # the node sent an action request or a foreign event
+TOPIC_IGNORED = (
+    "ignored"  # the node sent a malformed frame, an action request, an event
+)
+# Counters of ignored input are shown at most once a second: a broken node may send nothing
+# else, and its every message must not become a state write.
+IGNORED_NOTIFY_INTERVAL = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +198,10 @@ class DataExchangeCoordinator:
         self.stale_reason: StaleReason | None = StaleReason.OFFLINE
         self.last_frame_time: float | None = None
         self.latency_ms: float | None = None
-        self.bad_frames = 0
+        self.rejected_frames = 0  # malformed frames or model events from the node
+        self._rejection_logged = False
+        self._ignored_timer: asyncio.TimerHandle | None = None
+        self._ignored_pending = False
         self._model_event: dict[str, str] | None = None
         self._keys: dict[int, int] = {}  # entity key -> point index (entity mode)
         self._point_listeners: dict[int, list[CALLBACK_TYPE]] = {}
@@ -232,6 +239,9 @@ class DataExchangeCoordinator:
 
     async def async_shutdown(self) -> None:
         self._stop_cycle()
+        if self._ignored_timer is not None:
+            self._ignored_timer.cancel()
+            self._ignored_timer = None
         await self.connection.async_stop()
         if self._describe is not None and not self._describe.done():
             self._describe.cancel()
@@ -526,6 +536,7 @@ class DataExchangeCoordinator:
                 return
         self.engine.start_session()
         self.last_frame_time = None
+        self._rejection_logged = False
         if mode == MODE_FRAME:
             # Values stay stale (offline) until the first frame arrives.
             self._start_cycle()
@@ -596,27 +607,26 @@ class DataExchangeCoordinator:
     @callback
     def on_node_event(self, name: str, data: dict[str, str]) -> None:
         if name == MODEL_EVENT:
+            if self._describe is None or self._describe.done():
+                # Only the answer to our describe request is taken.
+                self._reject(ProtocolError("model description nobody asked for"))
+                return
             try:
                 model = Model.from_event(data)
             except ProtocolError as err:
-                self._bad_frame(err)
+                self._reject(err)
                 return
             self._model_event = dict(data)
-            if self._describe is not None and not self._describe.done():
-                self._describe.set_result(model)
+            self._describe.set_result(model)
             return
         if name != FRAME_EVENT or self.engine.model is None or self.mode != MODE_FRAME:
             return
         try:
             frame = NodeFrame.from_event(data, self.engine.model)
-        except ModelMismatchError:
-            # New firmware under the same connection cannot happen; a node that changed its
-            # model between describe and now is re-read by a reconnect.
-            _LOGGER.info("%s: frame of a new model; reading the node again", self.name)
-            self._schedule_reload()
-            return
         except ProtocolError as err:
-            self._bad_frame(err)
+            # A model mismatch included: new firmware means a reboot and a new connection,
+            # which reads the model again; within one connection it is a malformed frame.
+            self._reject(err)
             return
         now = time.time()
         missed = self.engine.stats.missed
@@ -640,13 +650,47 @@ class DataExchangeCoordinator:
         if stats_changed:
             self._notify_node(TOPIC_STATS)
 
-    def _bad_frame(self, err: ProtocolError) -> None:
-        self.bad_frames += 1
-        _LOGGER.warning("%s: ignored a malformed frame (%s)", self.name, err)
+    @callback
+    def _reject(self, err: ProtocolError) -> None:
+        """A malformed frame: nothing of it is applied; counted, logged once a connection.
+
+        A broken node may send nothing else, so later ones go to the debug log only; the
+        rejected frames entity counts every one.
+        """
+        self.rejected_frames += 1
+        if self._rejection_logged:
+            _LOGGER.debug("%s: rejected a malformed frame: %s", self.name, err)
+        else:
+            self._rejection_logged = True
+            _LOGGER.warning(
+                "%s: rejected a malformed frame, nothing of it applied: %s "
+                "(further ones on this connection are only counted)",
+                self.name,
+                err,
+            )
+        self._notify_ignored()
 
     @callback
     def on_ignored_call(self) -> None:
+        self._notify_ignored()
+
+    @callback
+    def _notify_ignored(self) -> None:
+        """Show the counters of ignored input now, or at the end of the current interval."""
+        if self._ignored_timer is not None:
+            self._ignored_pending = True
+            return
         self._notify_node(TOPIC_IGNORED)
+        self._ignored_timer = self.hass.loop.call_later(
+            IGNORED_NOTIFY_INTERVAL, self._ignored_interval_over
+        )
+
+    @callback
+    def _ignored_interval_over(self) -> None:
+        self._ignored_timer = None
+        if self._ignored_pending:
+            self._ignored_pending = False
+            self._notify_ignored()
 
     @callback
     def on_entity_state(self, state: EntityState) -> None:

@@ -66,7 +66,7 @@ async def async_get_config_entry_diagnostics(
             },
             "frames": asdict(engine.stats),
             "desired_frames_sent": engine.desired_seq,
-            "bad_frames": coordinator.bad_frames,
+            "rejected_frames": coordinator.rejected_frames,
             "latency_ms": coordinator.latency_ms,
             "connection": asdict(coordinator.connection.stats),
         },

@@ -30,7 +30,7 @@ MAX_EVENT_BYTES: Final = 65_535
 _HEX8 = re.compile(r"[0-9a-f]{8}")
 _ESCAPE = re.compile(r"[%,\x00-\x1f\x7f]")
 _UNESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
-_FLOAT = re.compile(r"-?(?:inf|(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)")
+_FLOAT = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 
 type Value = float | bool | str | None
 
@@ -207,10 +207,8 @@ def encode_value(ptype: PointType, value: Value) -> str:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise TypeError(f"{ptype.name} takes a number")
         number = float(value)
-        if math.isnan(number):
-            raise ValueError("NaN is not a value")
-        if math.isinf(number):
-            return "inf" if number > 0 else "-inf"
+        if not math.isfinite(number):
+            raise ValueError("NaN and infinities are not values")
         return repr(number).removesuffix(".0")
     if not isinstance(value, str):
         raise TypeError(f"{ptype.name} takes a string")
@@ -227,10 +225,14 @@ def decode_value(ptype: PointType, field: str) -> Value:
             raise ProtocolError(f"{ptype.name} value {field[:16]!r}")
         return field == "1"
     if kind == "number":
-        # Only what the node writes: no NaN, no hex floats, no underscores or spaces.
+        # Only what the node writes: no NaN or infinity, no hex floats, no underscores
+        # or spaces; a number too large for a float ("1e999") is no value either.
         if len(field) > 40 or not _FLOAT.fullmatch(field):
             raise ProtocolError(f"{ptype.name} value {field[:16]!r}")
-        return float(field)
+        number = float(field)
+        if math.isinf(number):
+            raise ProtocolError(f"{ptype.name} value {field[:16]!r} out of range")
+        return number
     if not field.startswith("'"):
         raise ProtocolError(f"{ptype.name} value {field[:16]!r}")
     body = field[1:]

@@ -16,6 +16,7 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .const import MODE_ENTITY, MODE_FRAME
 from .coordinator import (
+    TOPIC_IGNORED,
     TOPIC_STATS,
     DataExchangeConfigEntry,
     DataExchangeCoordinator,
@@ -58,6 +59,21 @@ MISSED_FRAMES = SensorEntityDescription(
     entity_category=EntityCategory.DIAGNOSTIC,
 )
 
+# Input from the node that was not taken: malformed frames (nothing of them applied) and
+# action requests or events (never obeyed).
+REJECTED_FRAMES = SensorEntityDescription(
+    key="rejected_frames",
+    translation_key="rejected_frames",
+    state_class=HASensorStateClass.TOTAL_INCREASING,
+    entity_category=EntityCategory.DIAGNOSTIC,
+)
+IGNORED_REQUESTS = SensorEntityDescription(
+    key="ignored_requests",
+    translation_key="ignored_requests",
+    state_class=HASensorStateClass.TOTAL_INCREASING,
+    entity_category=EntityCategory.DIAGNOSTIC,
+)
+
 
 async def async_setup_entry(
     hass: HomeAssistant,
@@ -75,6 +91,8 @@ async def async_setup_entry(
             entities += [
                 LatencySensor(coordinator, LATENCY),
                 MissedFramesSensor(coordinator, MISSED_FRAMES),
+                RejectedFramesSensor(coordinator, REJECTED_FRAMES),
+                IgnoredRequestsSensor(coordinator, IGNORED_REQUESTS),
             ]
         return entities
 
@@ -135,3 +153,19 @@ class MissedFramesSensor(NodeEntity, SensorEntity):
     @property
     def native_value(self) -> int:
         return self.coordinator.engine.stats.missed
+
+
+class RejectedFramesSensor(NodeEntity, SensorEntity):
+    topic = TOPIC_IGNORED
+
+    @property
+    def native_value(self) -> int:
+        return self.coordinator.rejected_frames
+
+
+class IgnoredRequestsSensor(NodeEntity, SensorEntity):
+    topic = TOPIC_IGNORED
+
+    @property
+    def native_value(self) -> int:
+        return self.coordinator.connection.stats.ignored_calls

@@ -105,3 +105,46 @@ def live(hass: HomeAssistant, entry: MockConfigEntry) -> bool:
     return bool(
         coordinator and coordinator.connected and coordinator.stale_reason is None
     )
+
+
+class FrameWatch:
+    """Counts what the coordinator receives from its node and lets a test await it.
+
+    Instrumentation only: it wraps the coordinator's event entry point, so a test can wait
+    for "n more frames" when no state changes (a node whose values stand still).
+    """
+
+    def __init__(self, coordinator: Any) -> None:
+        self.coordinator = coordinator
+        self.events = 0
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        original = coordinator.on_node_event
+
+        def on_node_event(name: str, data: dict[str, str]) -> None:
+            original(name, data)
+            self.events += 1
+            for target, future in list(self._waiters):
+                if self.events >= target and not future.done():
+                    future.set_result(None)
+
+        coordinator.on_node_event = on_node_event
+
+    async def more(self, count: int, within: float = 15.0) -> None:
+        """Wait until ``count`` more events (frames) have been handled."""
+        future = asyncio.get_running_loop().create_future()
+        entry = (self.events + count, future)
+        self._waiters.append(entry)
+        try:
+            async with asyncio.timeout(within):
+                await future
+        finally:
+            self._waiters.remove(entry)
+
+
+def problems_in_log(records: list[Any]) -> list[str]:
+    """Log records that must never appear: errors, and anything with a traceback."""
+    return [
+        f"{r.name}: {r.getMessage()}"
+        for r in records
+        if r.levelno >= 40 or r.exc_info is not None
+    ]

@@ -21,12 +21,8 @@ static const char *const TAG = "data_exchange";
 // '%', ',' and control characters as %XX.
 
 static void append_float(std::string &out, float value) {
-  if (std::isnan(value))
-    return;  // unknown
-  if (std::isinf(value)) {
-    out += value > 0 ? "inf" : "-inf";
-    return;
-  }
+  if (!std::isfinite(value))
+    return;  // NaN and infinities are sent as unknown: no reading, no setting
   char buf[24];
   for (int precision = 6; precision <= 9; precision++) {
     snprintf(buf, sizeof(buf), "%.*g", precision, value);
@@ -36,18 +32,62 @@ static void append_float(std::string &out, float value) {
   out += buf;
 }
 
+// Length of the well-formed UTF-8 sequence starting at s (1 to 4 bytes), 0 if the bytes
+// there are not UTF-8 (stray continuation byte, truncated, overlong, surrogate, > U+10FFFF).
+static size_t utf8_sequence(const uint8_t *s, size_t len) {
+  uint8_t c = s[0];
+  if (c < 0x80)
+    return 1;
+  size_t n;
+  uint32_t min;
+  if (c >= 0xC2 && c <= 0xDF) {
+    n = 2;
+    min = 0x80;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    n = 3;
+    min = 0x800;
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    n = 4;
+    min = 0x10000;
+  } else {
+    return 0;
+  }
+  if (len < n)
+    return 0;
+  uint32_t cp = c & (0x7F >> n);
+  for (size_t k = 1; k < n; k++) {
+    if ((s[k] & 0xC0) != 0x80)
+      return 0;
+    cp = (cp << 6) | (s[k] & 0x3F);
+  }
+  if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+    return 0;
+  return n;
+}
+
 static void append_string(std::string &out, const char *s, size_t len) {
   static const char HEX[] = "0123456789ABCDEF";
   out += '\'';
-  for (size_t i = 0; i < len; i++) {
-    auto c = static_cast<uint8_t>(s[i]);
+  const auto *bytes = reinterpret_cast<const uint8_t *>(s);
+  for (size_t i = 0; i < len;) {
+    uint8_t c = bytes[i];
     if (c == '%' || c == ',' || c < 0x20 || c == 0x7F) {
       out += '%';
       out += HEX[c >> 4];
       out += HEX[c & 0x0F];
-    } else {
-      out += static_cast<char>(c);
+      i++;
+      continue;
     }
+    size_t n = utf8_sequence(bytes + i, len - i);
+    if (n == 0) {
+      // Not UTF-8 (e.g. a text sensor fed by a serial line): U+FFFD instead. The API's
+      // strings must be UTF-8; one bad byte would otherwise end the connection.
+      out += "\xEF\xBF\xBD";
+      i++;
+      continue;
+    }
+    out.append(s + i, n);
+    i += n;
   }
 }
 
