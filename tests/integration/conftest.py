@@ -19,6 +19,7 @@ from custom_components.data_exchange.const import (
     CONF_STALE_AFTER,
     DOMAIN,
 )
+from custom_components.data_exchange.protocol import FRAME_EVENT
 from tests.conftest import FIRMWARE, NODES
 from tests.harness.node import Node, NodeFactory
 
@@ -108,43 +109,49 @@ def live(hass: HomeAssistant, entry: MockConfigEntry) -> bool:
 
 
 class FrameWatch:
-    """Counts what the coordinator receives from its node and lets a test await it.
+    """Counts the frames the coordinator receives from its node; a test can await them.
 
     Instrumentation only: it wraps the coordinator's event entry point, so a test can wait
-    for "n more frames" when no state changes (a node whose values stand still).
+    for "n more frames" when no state changes (a node whose values stand still), or for a
+    condition checked right after each frame.
     """
 
     def __init__(self, coordinator: Any) -> None:
         self.coordinator = coordinator
         self.events = 0
-        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._waiters: list[tuple[Callable[[], bool], asyncio.Future[int]]] = []
         original = coordinator.on_node_event
 
         def on_node_event(name: str, data: dict[str, str]) -> None:
             original(name, data)
+            if name != FRAME_EVENT:
+                return
             self.events += 1
-            for target, future in list(self._waiters):
-                if self.events >= target and not future.done():
-                    future.set_result(None)
+            for predicate, future in list(self._waiters):
+                if not future.done() and predicate():
+                    future.set_result(self.events)
 
         coordinator.on_node_event = on_node_event
 
-    async def more(self, count: int, within: float = 15.0) -> None:
-        """Wait until ``count`` more events (frames) have been handled."""
-        future = asyncio.get_running_loop().create_future()
-        entry = (self.events + count, future)
-        self._waiters.append(entry)
+    async def until(self, predicate: Callable[[], bool], within: float = 15.0) -> int:
+        """Wait for a frame after which ``predicate`` holds; the frame count then."""
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        waiter = (predicate, future)
+        self._waiters.append(waiter)
         try:
             async with asyncio.timeout(within):
-                await future
+                return await future
         finally:
-            self._waiters.remove(entry)
+            self._waiters.remove(waiter)
+
+    async def more(self, count: int, within: float = 15.0) -> None:
+        """Wait until ``count`` more frames have been handled."""
+        target = self.events + count
+        await self.until(lambda: self.events >= target, within)
 
 
 def problems_in_log(records: list[Any]) -> list[str]:
     """Log records that must never appear: errors, and anything with a traceback."""
     return [
-        f"{r.name}: {r.getMessage()}"
-        for r in records
-        if r.levelno >= 40 or r.exc_info is not None
+        f"{r.name}: {r.getMessage()}" for r in records if r.levelno >= 40 or r.exc_info
     ]
