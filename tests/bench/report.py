@@ -45,6 +45,8 @@ def main() -> None:
                 f" | {raw['p99']:.3g} ms | {r['ratio_p50']:.2f} |"
             )
         out.append("")
+    for n, r in sorted(data.get("peers", {}).items(), key=lambda kv: int(kv[0])):
+        out += latency_section(n, r)
     if cpu := data.get("cpu_us"):
         out += [
             "## 3. Home Assistant CPU per node frame and per point",
@@ -76,7 +78,116 @@ def main() -> None:
                 f" | {r['missed_frames']} | {r['memory_per_node_kib']:.0f} KiB |"
             )
         out.append("")
+    for n, r in sorted(data.get("peers", {}).items(), key=lambda kv: int(kv[0])):
+        out += core_section(n, r)
     REPORT.write_text("\n".join(out) + "\n")
+
+
+WAY_NAMES = {
+    "frame": "Data Exchange, frame mode",
+    "entity": "Data Exchange, entity mode",
+    "core_esphome": "Home Assistant's esphome integration",
+    "raw_async_set": "bare aioesphomeapi + `async_set`",
+}
+
+
+def latency_section(points: str, r: dict[str, Any]) -> list[str]:
+    """Benchmark 2 (tests/bench/bench_peers.py)."""
+    s, lat, ratios = r["setup"], r["latency_ms"], r["ratios"]
+    base = "raw_async_set" if r.get("core_esphome_unavailable") else "core_esphome"
+    out = [
+        f"## 2. Node change → Home Assistant state ({points} points)",
+        "",
+        (
+            "A change made on the node itself (an API action called by a second, plain client)"
+            " until the entity's `state_changed` event shows the new value;"
+            f" {s['changes_per_round']} changes per round, {s['rounds']} rounds, the ways"
+            " interleaved round by round, one connected at a time. Frame mode shows a change"
+            f" with the node's next frame: cycle {s['frame_cycle_ms']} ms (node and Home"
+            " Assistant), changes at a random phase against it. Entity mode, the core"
+            " integration and the bare client run on the same node without our component."
+        ),
+        "",
+        *unavailable(r),
+        f"| | p50 | p99 | p50 / {WAY_NAMES[base]} | p99 / {WAY_NAMES[base]} |",
+        "|---|---|---|---|---|",
+    ]
+    for way, name in WAY_NAMES.items():
+        if way not in lat:
+            continue
+        ratio = ratios.get(f"{way}/{base}")
+        out.append(
+            f"| {name} | {fmt(lat[way]['p50'], ' ms')} | {fmt(lat[way]['p99'], ' ms')}"
+            + (
+                f" | {fmt(ratio['latency_p50'])} | {fmt(ratio['latency_p99'])} |"
+                if ratio
+                else " | 1 | 1 |"
+            )
+        )
+    out.append("")
+    return out
+
+
+def core_section(points: str, r: dict[str, Any]) -> list[str]:
+    """Benchmark 5 (tests/bench/bench_peers.py)."""
+    s, cpu, ratios = r["setup"], r["cpu"], r["ratios"]
+    base = "raw_async_set" if r.get("core_esphome_unavailable") else "core_esphome"
+    out = [
+        f"## 5. Home Assistant's own esphome integration, same nodes ({points} points)",
+        "",
+        (
+            "CPU of the Home Assistant process (`time.process_time`) while the node changes"
+            f" every point every {s['burst_period_ms']} ms for {s['burst_ticks']} ticks, from"
+            " the start until every entity shows the last value, divided by the state updates"
+            " of the point entities written meanwhile. Net: minus the process's CPU share"
+            " measured idle just before (same way connected, as long a window); for frame mode"
+            " that idle share is its cycle. Frame mode writes fewer updates (one per point and"
+            " frame, the latest value). asyncio debug mode:"
+            f" {'on' if s.get('asyncio_debug') else 'off'}."
+        ),
+        "",
+        *unavailable(r),
+        (
+            "| | per update | net per update | CPU share while following | idle share |"
+            f" updates | ratios to {WAY_NAMES[base]}: per update | net | share |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for way, name in WAY_NAMES.items():
+        if way not in cpu:
+            continue
+        c = cpu[way]
+        ratio = ratios.get(f"{way}/{base}")
+        out.append(
+            f"| {name} | {fmt(c['us_per_update'], ' µs')}"
+            f" | {fmt(c['net_us_per_update'], ' µs')}"
+            f" | {pct(c['share_of_one_core'])} | {pct(c['idle_share_of_one_core'])}"
+            f" | {c['updates']['median']:.0f}"
+            + (
+                f" | {fmt(ratio['cpu_per_update'])} | {fmt(ratio['net_cpu_per_update'])}"
+                f" | {fmt(ratio['cpu_share'])} |"
+                if ratio
+                else " | 1 | 1 | 1 |"
+            )
+        )
+    out.append("")
+    return out
+
+
+def unavailable(r: dict[str, Any]) -> list[str]:
+    if why := r.get("core_esphome_unavailable"):
+        return [
+            (
+                "Home Assistant's esphome integration could not be loaded here: "
+                f"{why}. Ratios are to the bare aioesphomeapi client instead."
+            ),
+            "",
+        ]
+    return []
+
+
+def pct(s: dict[str, float]) -> str:
+    return f"{s['median'] * 100:.3g} % ({s['min'] * 100:.3g}-{s['max'] * 100:.3g})"
 
 
 if __name__ == "__main__":
