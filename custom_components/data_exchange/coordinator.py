@@ -637,8 +637,9 @@ class DataExchangeCoordinator:
         stats_changed = self.engine.stats.missed != missed
         if result.acknowledged is not None and self._sent_at is not None:
             seq, sent = self._sent_at
-            if seq == result.acknowledged:
+            if result.acknowledged >= seq:
                 self.latency_ms = round((time.monotonic() - sent) * 1000, 2)
+                self._sent_at = None
                 stats_changed = True
         self._set_stale(self._stale_reason(now))
         if changed := changed_indices(result):
@@ -741,7 +742,10 @@ class DataExchangeCoordinator:
         if not self.connected or self.engine.model is None or self.mode != MODE_FRAME:
             return
         args = self.engine.next_desired_frame()
-        self._sent_at = (int(args["seq"]), time.monotonic())
+        if self.engine.frame_carries_writes:
+            # Latency is measured for writes: the node answers a frame that changes
+            # something at once, the cyclic full state only with its next cycle frame.
+            self._sent_at = (int(args["seq"]), time.monotonic())
         try:
             await self.connection.async_execute(WRITE_ACTION, args)
         except APIConnectionError as err:

@@ -102,6 +102,7 @@ class ExchangeEngine:
         # cycle), and the desired values not yet carried by a frame of this session.
         self._values_text: str | None = None
         self._unsent: list[Stamped] = []
+        self.frame_carries_writes = False
 
     # ---- model ----
 
@@ -171,6 +172,8 @@ class ExchangeEngine:
         """
         model = self._require_model()
         self.desired_seq += 1
+        # Writes the node has not been sent yet go out in this frame.
+        self.frame_carries_writes = bool(self._unsent)
         if self._unsent:
             for stamped in self._unsent:
                 if stamped.seq == 0:

@@ -41,7 +41,7 @@ MODE = SensorEntityDescription(
     options=[MODE_FRAME, MODE_ENTITY],
     entity_category=EntityCategory.DIAGNOSTIC,
 )
-# Changes every cycle: disabled by default.
+# Changes with every write: disabled by default.
 LATENCY = SensorEntityDescription(
     key="latency",
     translation_key="latency",
@@ -138,7 +138,7 @@ class ModeSensor(NodeEntity, SensorEntity):
 
 
 class LatencySensor(NodeEntity, SensorEntity):
-    """Desired frame sent -> node's acknowledging frame received."""
+    """A desired frame with writes sent -> the node's acknowledging frame received."""
 
     topic = TOPIC_STATS
 

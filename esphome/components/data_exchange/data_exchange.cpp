@@ -445,15 +445,15 @@ Reject DataExchange::validate_(const Point &p, const std::string &field) const {
   }
 }
 
-void DataExchange::apply_(Point &p, const std::string &encoded) {
+bool DataExchange::apply_(Point &p, const std::string &encoded) {
   // Re-encode the current value: points already at the desired value are left alone, so an
-  // unchanged desired frame causes no state update on the node.
+  // unchanged desired frame causes no state update on the node. True if it changed.
   this->scratch_.clear();
   this->encode_point_(p, this->scratch_);
   p.expected = encoded;
   p.expected_valid = true;
   if (this->scratch_ == encoded)
-    return;
+    return false;
   switch (p.type) {
 #ifdef USE_NUMBER
     case PointType::NUMBER: {
@@ -486,6 +486,7 @@ void DataExchange::apply_(Point &p, const std::string &encoded) {
     default:
       break;
   }
+  return true;
 }
 
 void DataExchange::on_write(int32_t seq, int32_t seen, std::string model, std::string values,
@@ -544,6 +545,7 @@ void DataExchange::on_write(int32_t seq, int32_t seen, std::string model, std::s
   // frame has not been reported at all yet: it is found here, before anything is applied.
   this->detect_local_changes_();
   auto seen_seq = static_cast<uint32_t>(seen);
+  bool changed = false;
   size_t w = 0;
   for (auto &p : this->points_) {
     if (!p.writable())
@@ -551,18 +553,25 @@ void DataExchange::on_write(int32_t seq, int32_t seen, std::string model, std::s
     const std::string &field = this->fields_[w++];
     if (field.empty() || seen_seq < p.local_change_seq)
       continue;
-    this->apply_(p, field);
+    changed |= this->apply_(p, field);
   }
-  if (acquisition >= 0 && seen_seq >= static_cast<uint32_t>(this->acquisition_local_seq_))
+  if (acquisition >= 0 && seen_seq >= static_cast<uint32_t>(this->acquisition_local_seq_) &&
+      (acquisition == 1) != this->acquisition_running_) {
     this->set_acquisition_(acquisition == 1);
+    changed = true;
+  }
   this->applied_seq_ = static_cast<uint32_t>(seq);
   if (this->failsafe_active_) {
     this->failsafe_active_ = false;
+    changed = true;
     ESP_LOGI(TAG, "Desired frames again: fail-safe ended");
   }
   this->arm_failsafe_();
-  // Acknowledge at once with a full frame.
-  this->send_frame_();
+  // A frame that changed something is acknowledged at once with a full frame; one that
+  // changed nothing (Home Assistant's cyclic full state) by the next cycle frame, which
+  // carries its sequence number: one frame per cycle while nothing changes.
+  if (changed)
+    this->send_frame_();
 }
 
 // ---- acquisition and fail-safe ----

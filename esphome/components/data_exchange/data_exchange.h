@@ -136,7 +136,7 @@ class DataExchange : public Component, public api::CustomAPIDevice {
   void arm_failsafe_();
   void enter_failsafe_();
   /// Sets a writable point from an encoded value already validated.
-  void apply_(Point &p, const std::string &encoded);
+  bool apply_(Point &p, const std::string &encoded);
   Reject validate_(const Point &p, const std::string &field) const;
 
   std::vector<Point> points_;
