@@ -204,6 +204,7 @@ class DataExchangeCoordinator:
         self._ignored_pending = False
         self._model_event: dict[str, str] | None = None
         self._keys: dict[int, int] = {}  # entity key -> point index (entity mode)
+        self._awaiting_states: set[int] = set()  # entity mode, until first states came
         self._point_listeners: dict[int, list[CALLBACK_TYPE]] = {}
         self._node_listeners: dict[str, list[CALLBACK_TYPE]] = {}
         self._unsub_cycle: CALLBACK_TYPE | None = None
@@ -543,7 +544,11 @@ class DataExchangeCoordinator:
             # Reconciliation: desired values go out at once, not a cycle later.
             await self._async_send_desired()
         else:
-            self._set_stale(None)
+            # Entity mode: values stay stale until the node sent the state of every point
+            # (it sends all of them on subscribe): stored values never pass for current.
+            self._awaiting_states = {p.index for p in self.points}
+            if not self._awaiting_states:
+                self._set_stale(None)
         self._notify_node()
 
     async def async_on_disconnected(self) -> None:
@@ -699,9 +704,16 @@ class DataExchangeCoordinator:
         if index is None:
             return
         value: Value = None if getattr(state, "missing_state", False) else state.state  # type: ignore[attr-defined]
-        if self.engine.report(index, value, time.time()):
-            self._notify_points([index])
+        changed = self.engine.report(index, value, time.time())
+        if changed:
             self._schedule_save()
+        if self._awaiting_states:
+            self._awaiting_states.discard(index)
+            if not self._awaiting_states:
+                self._set_stale(None)  # writes every entity once
+                return
+        if changed:
+            self._notify_points([index])
 
     # ---- cycle ----
 

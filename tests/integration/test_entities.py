@@ -6,15 +6,15 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from homeassistant.const import STATE_ON, STATE_UNAVAILABLE
-from homeassistant.core import HomeAssistant
+from homeassistant.const import EVENT_STATE_CHANGED, STATE_ON, STATE_UNAVAILABLE
+from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.helpers import device_registry as dr, entity_registry as er
 import pytest
 from syrupy.assertion import SnapshotAssertion
 
 from custom_components.data_exchange.const import DOMAIN
 from tests.harness.node import Node, NodeBuild, NodeFactory, firmware_variant
-from tests.integration.conftest import SIM, entity_ids, setup_node, until
+from tests.integration.conftest import SIM, entity_ids, live, setup_node, until
 
 # Sensors of the simulated node are random walks: their values are not snapshotted.
 RANDOM = {"temperature", "humidity", "pressure", "occupancy", "status", "latency"}
@@ -213,6 +213,37 @@ async def test_entity_mode_commands(hass: HomeAssistant, plain_node: Node) -> No
     # The node's own state echo, not an optimistic write.
     await until(hass, lambda: hass.states.get(relay).state == STATE_ON)
     assert hass.states.get(relay).attributes["changed_by"] == "home_assistant"
+
+
+async def test_entity_mode_stored_values_never_pass_for_current(
+    hass: HomeAssistant, plain_node: Node
+) -> None:
+    """After a node restart, a stored value stays marked stale until the node's own state
+    arrives: the relay was on, the node comes back with it off."""
+    entry = await setup_node(hass, plain_node)
+    coordinator = entry.runtime_data
+    relay = next(e for e in entity_ids(hass, entry, "switch") if e.endswith("relay"))
+    await hass.services.async_call(
+        "switch", "turn_on", {"entity_id": relay}, blocking=True
+    )
+    await until(hass, lambda: hass.states.get(relay).state == STATE_ON)
+    plain_node.kill()
+    await until(hass, lambda: not coordinator.connected)
+    seen: list[tuple[str, bool]] = []
+
+    @callback
+    def record(event: Event) -> None:
+        if event.data["entity_id"] == relay:
+            state = event.data["new_state"]
+            seen.append((state.state, state.attributes["stale"]))
+
+    hass.bus.async_listen(EVENT_STATE_CHANGED, record)
+    plain_node.start()
+    await until(
+        hass, lambda: live(hass, entry) and hass.states.get(relay).state == "off"
+    )
+    assert (STATE_ON, False) not in seen, seen
+    assert seen[-1] == ("off", False)
 
 
 async def test_entity_mode_button(hass: HomeAssistant, plain_node: Node) -> None:
