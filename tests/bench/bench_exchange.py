@@ -20,6 +20,7 @@ import pytest
 
 from custom_components.data_exchange.coordinator import DataExchangeCoordinator
 from custom_components.data_exchange.protocol import FRAME_EVENT
+from tests.bench.conftest import ASYNCIO_DEBUG
 from tests.bench.nodes import points_node
 from tests.harness.dx_client import DxClient
 from tests.harness.node import REPO, Node, NodeFactory
@@ -43,7 +44,11 @@ def summary(samples: list[float]) -> dict[str, float]:
 def record(section: str, key: str, value: Any) -> None:
     data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     data.setdefault(section, {})[key] = value
-    data["machine"] = {"cpus": os.cpu_count(), "measured": time.strftime("%Y-%m-%d")}
+    data["machine"] = {
+        "cpus": os.cpu_count(),
+        "measured": time.strftime("%Y-%m-%d"),
+        "asyncio_debug": ASYNCIO_DEBUG,
+    }
     RESULTS.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 

@@ -52,6 +52,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from tests.bench import bench_exchange
 from tests.bench.bench_exchange import ROUNDS, summary
+from tests.bench.conftest import ASYNCIO_DEBUG
 from tests.harness.node import FIRMWARE_DIR, Node, NodeFactory, work_dir
 from tests.integration.conftest import entry_for, live
 
@@ -62,17 +63,8 @@ PERIOD_MS = int(os.environ.get("DX_BENCH_PEER_PERIOD_MS", "50"))
 # The node's frame cycle and Home Assistant's desired-frame cycle in frame mode.
 CYCLE_MS = int(os.environ.get("DX_BENCH_PEER_CYCLE_MS", "100"))
 WAYS = ("frame", "entity", "core_esphome", "raw_async_set")
+
 TIMEOUT = 10.0  # for one change to become visible; generous, a miss is a failure
-# The test plugin turns on asyncio's debug mode for every test (autouse fixture
-# enable_event_loop_debug); Home Assistant itself runs without it, and it costs CPU per
-# callback. Off here unless DX_BENCH_ASYNCIO_DEBUG=1; the results say which.
-ASYNCIO_DEBUG = os.environ.get("DX_BENCH_ASYNCIO_DEBUG", "0") == "1"
-
-
-@pytest.fixture(autouse=True)
-async def enable_event_loop_debug() -> None:
-    """Overrides the test plugin's fixture of that name: debug mode per ASYNCIO_DEBUG."""
-    asyncio.get_running_loop().set_debug(ASYNCIO_DEBUG)
 
 
 def peer_node(count: int, exchange: bool) -> Path:

@@ -17,6 +17,9 @@ def fmt(s: dict[str, float], unit: str = "") -> str:
 
 def main() -> None:
     data: dict[str, Any] = json.loads(RESULTS.read_text())
+    debug = (
+        "on" if data["machine"].get("asyncio_debug") else "off (as Home Assistant runs)"
+    )
     out = [
         "# Benchmarks",
         "",
@@ -24,7 +27,7 @@ def main() -> None:
         "Assistant 2026.10.4 from the test plugin, one process. Figures are medians with the",
         "range (min-max) of the repeated runs; comparisons are ratios against a baseline",
         f"measured in the same run. Machine: {data['machine']['cpus']} CPUs, measured",
-        f"{data['machine']['measured']}.",
+        f"{data['machine']['measured']}; asyncio debug mode {debug}.",
         "",
     ]
     if rt := data.get("round_trip_ms"):
