@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping
+from ipaddress import ip_address
+import math
 import re
 from typing import Any
 
@@ -56,11 +58,11 @@ from .const import (
     MIN_CYCLE,
 )
 
-# A host name (RFC 1123 labels) or an IPv4/IPv6 address; nothing else reaches the client.
+# A host name (RFC 1123 labels); addresses are checked by ipaddress. Nothing else reaches
+# the client.
 _HOST = re.compile(
     r"(?=.{1,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
     r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?"
-    r"|[0-9A-Fa-f:.]{2,45}"
 )
 _KEY_SELECTOR = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
 # Errors shown at the key field; the others concern the whole form.
@@ -75,7 +77,11 @@ def _errors(error: str | None) -> dict[str, str]:
 
 
 def valid_host(host: str) -> bool:
-    return bool(_HOST.fullmatch(host))
+    try:
+        ip_address(host)
+    except ValueError:
+        return bool(_HOST.fullmatch(host))
+    return True
 
 
 def valid_key(key: str) -> bool:
@@ -217,7 +223,12 @@ class DataExchangeConfigFlow(ConfigFlow, domain=DOMAIN):
         errors: dict[str, str] = {}
         if user_input is not None:
             key = user_input[CONF_NOISE_PSK].strip()
-            info, error = await async_try_connect(self._host, self._port, key)
+            # The node asks for a key: without one there is nothing to try.
+            info, error = (
+                await async_try_connect(self._host, self._port, key)
+                if key
+                else (None, "key_required")
+            )
             if info is not None:
                 return await self._async_create_or_update(info, key)
             errors = _errors(error)
@@ -303,9 +314,15 @@ class DataExchangeOptionsFlow(OptionsFlowWithReload):
     ) -> ConfigFlowResult:
         errors: dict[str, str] = {}
         if user_input is not None:
-            if user_input[CONF_STALE_AFTER] <= user_input[CONF_CYCLE]:
+            # The number selector checks the range, but NaN is in every range.
+            errors = {
+                field: "invalid_number"
+                for field in (CONF_CYCLE, CONF_WRITER_PRIORITY_DELAY, CONF_STALE_AFTER)
+                if not math.isfinite(user_input[field])
+            }
+            if not errors and user_input[CONF_STALE_AFTER] <= user_input[CONF_CYCLE]:
                 errors[CONF_STALE_AFTER] = "stale_after_too_short"
-            else:
+            if not errors:
                 return self.async_create_entry(data=user_input)
         options = self.config_entry.options
 

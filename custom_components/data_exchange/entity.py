@@ -13,6 +13,7 @@ from homeassistant.helpers.entity import Entity, EntityDescription
 from .const import ATTR_CHANGED_BY, ATTR_REASON, ATTR_REPORTED_AT, ATTR_STALE, DOMAIN
 from .coordinator import TOPIC_NODE, DataExchangeCoordinator, NodePoint
 from .protocol import Value
+from .services import validate_value
 
 _CATEGORIES = {
     NodeEntityCategory.CONFIG: EntityCategory.CONFIG,
@@ -89,6 +90,9 @@ class PointEntity(DataExchangeEntity):
         return attrs
 
     async def _async_write(self, value: Value) -> None:
+        # The entity actions' own checks let NaN, off-step numbers and texts too long in
+        # bytes through; the node would reject every desired frame with such a value.
+        value = validate_value(self.point, self.entity_id, value)
         try:
             await self.coordinator.async_write(self.point.index, value, self._context)
         except APIConnectionError as err:

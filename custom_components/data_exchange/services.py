@@ -54,9 +54,14 @@ EXPORT_PAGE = 1000  # rows read from the recorder at a time, per point
 WRITE_SCHEMA = probatio.Schema(
     {probatio.Required(ATTR_VALUES): probatio.All(dict, probatio.Length(min=1))}
 )
+
+
 EXPORT_SCHEMA = probatio.Schema(
     {
-        probatio.Required(ATTR_ENTITY_ID): cv.entity_ids,
+        # cv.entity_ids raises TypeError for a number: only strings and lists reach it.
+        probatio.Required(ATTR_ENTITY_ID): probatio.All(
+            probatio.Any(str, list), cv.entity_ids
+        ),
         probatio.Required(ATTR_START): cv.datetime,
         probatio.Optional(ATTR_END): cv.datetime,
     }
@@ -96,9 +101,12 @@ def _resolve(hass: HomeAssistant, entity_id: Any) -> _Target:
     raise _error("unknown_point", entity_id=entity_id)
 
 
-def validate_value(target: _Target, value: Any) -> Value:
-    """A value the point accepts, or a translated error; nothing is sent here."""
-    point, entity_id = target.point, target.entity_id
+def validate_value(point: NodePoint, entity_id: str, value: Any) -> Value:
+    """A value the point accepts, or a translated error; nothing is sent here.
+
+    The node checks every desired value the same way and rejects a whole frame for one bad
+    value, so nothing it would refuse may become a desired value.
+    """
     info: Any = point.info
     if not point.type.writable:
         raise _error("read_only", entity_id=entity_id)
@@ -108,7 +116,10 @@ def validate_value(target: _Target, value: Any) -> Value:
             raise _error(
                 "wrong_type", entity_id=entity_id, expected="number", value=shown
             )
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an int beyond any float
+            number = math.inf
         if not math.isfinite(number) or not info.min_value <= number <= info.max_value:
             raise _error(
                 "out_of_range",
@@ -141,7 +152,11 @@ def validate_value(target: _Target, value: Any) -> Value:
                 options=", ".join(info.options),
             )
         return value
-    if not info.min_length <= len(value) <= info.max_length or (
+    try:
+        size = len(value.encode())  # the node counts bytes, not characters
+    except UnicodeEncodeError:  # a lone surrogate: no UTF-8 text
+        size = -1
+    if not info.min_length <= size <= info.max_length or (
         info.pattern and not re.fullmatch(info.pattern, value)
     ):
         raise _error(
@@ -159,7 +174,7 @@ async def _async_write(call: ServiceCall) -> None:
     targets = []
     for entity_id, value in call.data[ATTR_VALUES].items():
         target = _resolve(hass, entity_id)
-        targets.append((target, validate_value(target, value)))
+        targets.append((target, validate_value(target.point, target.entity_id, value)))
     nodes = {t.coordinator for t, _ in targets}
     if len(nodes) > 1:
         raise _error("several_nodes", nodes=", ".join(sorted(c.name for c in nodes)))
