@@ -26,7 +26,6 @@ does nothing but follow them:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass, field
 import itertools
 import os
@@ -53,8 +52,9 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 from tests.bench import bench_exchange
 from tests.bench.bench_exchange import ROUNDS, summary
 from tests.bench.conftest import ASYNCIO_DEBUG
+from tests.bench.nodes import template_numbers
 from tests.harness.node import FIRMWARE_DIR, Node, NodeFactory, work_dir
-from tests.integration.conftest import entry_for, live
+from tests.integration.conftest import entry_for, live, until
 
 POINTS = int(os.environ.get("DX_BENCH_PEER_POINTS", "10"))
 CHANGES = int(os.environ.get("DX_BENCH_PEER_CHANGES", "100"))  # per round and way
@@ -124,19 +124,8 @@ def peer_node(count: int, exchange: bool) -> Path:
         "            call.set_value(id(burst_value));",
         "            call.perform();",
         "          }",
-        "number:",
+        *template_numbers(count),
     ]
-    for i in range(count):
-        lines += [
-            "  - platform: template",
-            f"    id: p{i}",
-            f"    name: P{i}",
-            "    min_value: 0",
-            "    max_value: 1000000",
-            "    step: 1",
-            "    initial_value: 0",
-            "    optimistic: true",
-        ]
     if exchange:
         lines += [
             "external_components:",
@@ -223,29 +212,6 @@ def number(state: str) -> float | None:
         return float(state)
     except ValueError:
         return None
-
-
-async def until(
-    hass: HomeAssistant, predicate: Callable[[], bool], within: float, what: str
-) -> None:
-    """Wait for ``predicate``, re-checked on every state change; fail loudly on timeout."""
-    if predicate():
-        return
-    done = hass.loop.create_future()
-
-    @callback
-    def check(_event: Event) -> None:
-        if not done.done() and predicate():
-            done.set_result(None)
-
-    unsub = hass.bus.async_listen(EVENT_STATE_CHANGED, check)
-    try:
-        async with asyncio.timeout(within):
-            await done
-    except TimeoutError:
-        raise AssertionError(f"{what}: not reached within {within} s") from None
-    finally:
-        unsub()
 
 
 def point_ids(hass: HomeAssistant, entry: MockConfigEntry) -> list[str]:

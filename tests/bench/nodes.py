@@ -24,8 +24,21 @@ def points_node(count: int, cycle: str = "1s") -> Path:
         "      type: local",
         f"      path: {FIRMWARE_DIR / 'components'}",
         "    components: [data_exchange]",
-        "number:",
+        *template_numbers(count),
     ]
+    lines += ["data_exchange:", f"  cycle: {cycle}", "  points:"]
+    lines += [f"    - number: p{i}" for i in range(count)]
+    path = work_dir() / "bench" / f"points-{count}-{cycle}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "\n".join(lines) + "\n"
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    return path
+
+
+def template_numbers(count: int) -> list[str]:
+    """YAML lines of ``count`` optimistic template numbers p0..p(count-1), names P0..."""
+    lines = ["number:"]
     for i in range(count):
         lines += [
             "  - platform: template",
@@ -37,11 +50,4 @@ def points_node(count: int, cycle: str = "1s") -> Path:
             "    initial_value: 0",
             "    optimistic: true",
         ]
-    lines += ["data_exchange:", f"  cycle: {cycle}", "  points:"]
-    lines += [f"    - number: p{i}" for i in range(count)]
-    path = work_dir() / "bench" / f"points-{count}-{cycle}.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = "\n".join(lines) + "\n"
-    if not path.exists() or path.read_text() != text:
-        path.write_text(text)
-    return path
+    return lines

@@ -56,9 +56,15 @@ def entry_for(node: Node, **options: Any) -> MockConfigEntry:
 
 
 async def until(
-    hass: HomeAssistant, predicate: Callable[[], bool], within: float = 15.0
+    hass: HomeAssistant,
+    predicate: Callable[[], bool],
+    within: float = 15.0,
+    what: str | None = None,
 ) -> None:
-    """Wait until ``predicate`` holds, re-checked on every state change (no fixed sleeps)."""
+    """Wait until ``predicate`` holds, re-checked on every state change (no fixed sleeps).
+
+    With ``what``, a timeout fails as an AssertionError that says what was awaited.
+    """
     if predicate():
         return
     done = hass.loop.create_future()
@@ -72,6 +78,10 @@ async def until(
     try:
         async with asyncio.timeout(within):
             await done
+    except TimeoutError:
+        if what is None:
+            raise
+        raise AssertionError(f"{what}: not reached within {within} s") from None
     finally:
         unsub()
 
