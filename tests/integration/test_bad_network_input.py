@@ -158,6 +158,21 @@ async def test_a_well_formed_injected_frame_is_applied(
     assert coordinator.rejected_frames == 0
 
 
+async def test_text_longer_than_a_state_is_cut_not_lost(
+    hass: HomeAssistant,
+    injects: Node,
+    injector: Injector,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A well-formed frame whose text sensor value is longer than a state may be."""
+    entry = await setup_node(hass, injects)
+    coordinator: DataExchangeCoordinator = entry.runtime_data
+    seen = _record_point_states(hass, entry)
+    await injector.call("inject", **frame(coordinator, x="1.5,0,20,'" + "a" * 300))
+    await until(hass, lambda: "a" * 255 in seen)
+    assert problems_in_log(caplog.records) == []
+
+
 async def test_only_the_first_bad_frame_of_a_connection_is_logged(
     hass: HomeAssistant,
     injects: Node,
