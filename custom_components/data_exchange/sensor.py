@@ -9,7 +9,12 @@ from homeassistant.components.sensor import (
     SensorEntityDescription,
     SensorStateClass as HASensorStateClass,
 )
-from homeassistant.const import EntityCategory, Platform, UnitOfTime
+from homeassistant.const import (
+    MAX_LENGTH_STATE_STATE,
+    EntityCategory,
+    Platform,
+    UnitOfTime,
+)
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity import Entity
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
@@ -126,7 +131,9 @@ class PointTextSensor(PointEntity, SensorEntity):
     @property
     def native_value(self) -> str | None:
         value = self.point_value
-        return value if isinstance(value, str) else None
+        # A node's text may be longer than a state can be (Home Assistant would log an
+        # error and show "unknown"): the state shows its beginning.
+        return value[:MAX_LENGTH_STATE_STATE] if isinstance(value, str) else None
 
 
 class ModeSensor(NodeEntity, SensorEntity):
