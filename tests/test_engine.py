@@ -301,3 +301,17 @@ def test_unchanged_desired_values_are_not_encoded_again(engine: ExchangeEngine) 
     third = engine.next_desired_frame()["values"]
     assert third == "30,0"
     assert engine.desired[1].seq == engine.desired_seq
+
+
+def test_a_desired_frame_says_whether_it_carries_writes(engine: ExchangeEngine) -> None:
+    """The coordinator measures write latency only for frames that carry writes."""
+    engine.next_desired_frame()
+    assert engine.frame_carries_writes is False
+    engine.write(1, 25.0, "user:abc", now=10.0)
+    engine.next_desired_frame()
+    assert engine.frame_carries_writes is True
+    engine.next_desired_frame()  # the cyclic full state: the same values again
+    assert engine.frame_carries_writes is False
+    engine.start_session()  # a new connection: every desired value goes out again
+    engine.next_desired_frame()
+    assert engine.frame_carries_writes is True

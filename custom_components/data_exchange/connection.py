@@ -28,13 +28,19 @@ from aioesphomeapi import (
     RequiresEncryptionAPIError,
     UserService,
 )
+from aioesphomeapi.client_base import KEEP_ALIVE_FREQUENCY
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.device_registry import format_mac
 
-from .const import CLIENT_INFO, KEEPALIVE, MODE_ENTITY, MODE_FRAME
+from .const import CLIENT_INFO, MODE_ENTITY, MODE_FRAME
 from .protocol import DESCRIBE_ACTION, FRAME_EVENT, MODEL_EVENT, WRITE_ACTION
 
 _LOGGER = logging.getLogger(__name__)
+
+# Ping interval of the API connection: aioesphomeapi's own default (as Home Assistant's
+# esphome integration), named here so tests can shorten it. The connection is closed after
+# 4.5 intervals without an answer (90 s); values are marked stale long before (stale_after).
+KEEPALIVE = KEEP_ALIVE_FREQUENCY
 
 AUTH_ERRORS = (
     EncryptionPlaintextAPIError,

@@ -32,9 +32,6 @@ MAX_CYCLE: Final = 3600.0
 # Prefix of the API client name: nodes send frames only to clients that introduce
 # themselves with it (protocol.CLIENT_INFO_PREFIX).
 CLIENT_INFO: Final = "data_exchange (Home Assistant)"
-# Ping interval of the API connection; aioesphomeapi closes it after 4.5 intervals without
-# an answer (a node that hangs: 90 s). Values are marked stale long before, by stale_after.
-KEEPALIVE: Final = 20.0
 
 STORAGE_VERSION: Final = 1
 STORAGE_SAVE_DELAY: Final = (

@@ -41,6 +41,7 @@ from homeassistant.helpers import (
     entity_registry as er,
     issue_registry as ir,
 )
+from homeassistant.helpers.debounce import Debouncer
 from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.entity import Entity
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
@@ -125,11 +126,10 @@ _COMMANDS = {
 DESCRIBE_TIMEOUT = 10.0
 TOPIC_NODE = "node"  # connectivity, staleness, acquisition, mode
 TOPIC_STATS = "stats"  # latency, missed frames
-TOPIC_IGNORED = (
-    "ignored"  # the node sent a malformed frame, an action request, an event
-)
-# Counters of ignored input are shown at most once a second: a broken node may send nothing
-# else, and its every message must not become a state write.
+# The node sent a malformed frame, an action request or a foreign event. Those counters are
+# shown at most once a second: a broken node may send nothing else, and its every message
+# must not become a state write.
+TOPIC_IGNORED = "ignored"
 IGNORED_NOTIFY_INTERVAL = 1.0
 
 
@@ -200,8 +200,14 @@ class DataExchangeCoordinator:
         self.latency_ms: float | None = None
         self.rejected_frames = 0  # malformed frames or model events from the node
         self._rejection_logged = False
-        self._ignored_timer: asyncio.TimerHandle | None = None
-        self._ignored_pending = False
+        self._ignored_debouncer = Debouncer(
+            hass,
+            _LOGGER,
+            cooldown=IGNORED_NOTIFY_INTERVAL,
+            immediate=True,
+            # A callback, or the Debouncer runs it in the executor.
+            function=callback(lambda: self._notify_node(TOPIC_IGNORED)),
+        )
         self._model_event: dict[str, str] | None = None
         self._keys: dict[int, int] = {}  # entity key -> point index (entity mode)
         self._awaiting_states: set[int] = set()  # entity mode, until first states came
@@ -240,9 +246,7 @@ class DataExchangeCoordinator:
 
     async def async_shutdown(self) -> None:
         self._stop_cycle()
-        if self._ignored_timer is not None:
-            self._ignored_timer.cancel()
-            self._ignored_timer = None
+        self._ignored_debouncer.async_shutdown()
         await self.connection.async_stop()
         if self._describe is not None and not self._describe.done():
             self._describe.cancel()
@@ -674,29 +678,11 @@ class DataExchangeCoordinator:
                 self.name,
                 err,
             )
-        self._notify_ignored()
+        self._ignored_debouncer.async_schedule_call()
 
     @callback
     def on_ignored_call(self) -> None:
-        self._notify_ignored()
-
-    @callback
-    def _notify_ignored(self) -> None:
-        """Show the counters of ignored input now, or at the end of the current interval."""
-        if self._ignored_timer is not None:
-            self._ignored_pending = True
-            return
-        self._notify_node(TOPIC_IGNORED)
-        self._ignored_timer = self.hass.loop.call_later(
-            IGNORED_NOTIFY_INTERVAL, self._ignored_interval_over
-        )
-
-    @callback
-    def _ignored_interval_over(self) -> None:
-        self._ignored_timer = None
-        if self._ignored_pending:
-            self._ignored_pending = False
-            self._notify_ignored()
+        self._ignored_debouncer.async_schedule_call()
 
     @callback
     def on_entity_state(self, state: EntityState) -> None:

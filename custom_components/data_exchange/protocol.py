@@ -135,13 +135,13 @@ class NodeFrame:
     def from_event(cls, data: Mapping[str, str], model: Model) -> NodeFrame:
         """Decode a frame event (``esphome.data_exchange``) of a node with ``model``.
 
-        A frame of another model raises ModelMismatchError, so the caller can ask the node
-        for its new model description.
+        A frame of another model is malformed: new firmware means a reboot and a new
+        connection, which reads the model again.
         """
         _check_version(data)
         model_id = _field(data, "m")
         if model_id != model.model_id:
-            raise ModelMismatchError(model_id)
+            raise ProtocolError(f"frame of model {model_id[:16]!r}")
         return cls(
             model_id=model_id,
             seq=_uint(data, "s"),
@@ -152,14 +152,6 @@ class NodeFrame:
             rejected_frames=_uint(data, "r"),
             values=decode_values(_field(data, "x"), [p.type for p in model.points]),
         )
-
-
-class ModelMismatchError(ProtocolError):
-    """A frame of a model other than the one known: the node's firmware changed."""
-
-    def __init__(self, model_id: str) -> None:
-        super().__init__(f"frame of model {model_id[:16]!r}")
-        self.model_id = model_id
 
 
 def _check_version(data: Mapping[str, str]) -> None:

@@ -92,6 +92,26 @@ async def test_desired_frame_applied_atomically_and_acknowledged(dx: DxClient) -
     assert states["label"].state == "a, b %50\u00b0"
 
 
+async def test_only_a_desired_frame_that_changes_something_is_answered_at_once(
+    dx: DxClient,
+) -> None:
+    """Timed by the node's own uptime field: a cycle frame follows the previous frame by a
+    cycle, an answer by the time the desired frame took to arrive."""
+    desired = [26.5, True, 30.0, "comfort", "once"]
+    before = await dx.next_frame()
+    seq = await dx.write(desired)
+    answer = await dx.next_frame(lambda f: f.applied_seq >= seq)
+    assert answer.uptime_ms - before.uptime_ms < CYCLE_MS * 3 // 4
+    assert _writable(dx, answer) == desired
+    # The same values again (Home Assistant's cyclic full state): no extra frame; the next
+    # cycle frame acknowledges it.
+    last = await dx.next_frame()
+    seq = await dx.write(desired)
+    ack = await dx.next_frame(lambda f: f.applied_seq >= seq)
+    assert ack.uptime_ms - last.uptime_ms >= CYCLE_MS * 3 // 4
+    assert ack.seq == last.seq + 1
+
+
 async def test_empty_desired_value_leaves_point_alone(dx: DxClient) -> None:
     await dx.next_frame()
     seq = await dx.write([None, True, None, None, None])

@@ -87,7 +87,7 @@ class Outages:
     async def recovered(self) -> int:
         """Wait until the node is back and converged; the frames that took since it was
         back (the frame that shows it included)."""
-        await until(self.hass, lambda: live(self.hass, _entry(self.coordinator)), 60)
+        await until(self.hass, lambda: live(self.hass, self.coordinator.entry), 60)
         if converged(self.coordinator) and self.back_at is not None:
             return self.watch.events - self.back_at
         at = await self.watch.until(lambda: converged(self.coordinator), 30)
@@ -115,10 +115,6 @@ class Outages:
         # aioesphomeapi opens one mDNS listener (UDP 5353) after a first disconnect when
         # Home Assistant's zeroconf is not loaded (as here); one, never one per outage.
         assert sockets["udp"] <= self.sockets["udp"] + 1
-
-
-def _entry(coordinator: DataExchangeCoordinator) -> Any:
-    return coordinator.entry
 
 
 def _sockets() -> dict[str, int]:
