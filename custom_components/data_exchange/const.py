@@ -34,15 +34,17 @@ MAX_CYCLE: Final = 3600.0
 CLIENT_INFO: Final = "data_exchange (Home Assistant)"
 
 STORAGE_VERSION: Final = 1
-STORAGE_SAVE_DELAY: Final = (
-    30  # seconds; Home Assistant also writes pending data at stop
-)
+# A desired value (a write, an adopted local change, an acknowledgement) is on disk within
+# this many seconds; reported values within the other; everything at stop.
+STORE_DESIRED_WITHIN: Final = 1.0
+STORE_REPORTED_WITHIN: Final = 600.0
 
 ATTR_STALE: Final = "stale"
 ATTR_CHANGED_AT: Final = "changed_at"
 ATTR_CHANGED_BY: Final = "changed_by"
 ATTR_REPORTED_AT: Final = "reported_at"
 ATTR_REASON: Final = "reason"
+ATTR_POINT: Final = "point"
 
 MODE_FRAME: Final = "frame"
 MODE_ENTITY: Final = "entity"

@@ -63,12 +63,14 @@ from .const import (
     DOMAIN,
     MODE_ENTITY,
     MODE_FRAME,
-    STORAGE_SAVE_DELAY,
     STORAGE_VERSION,
+    STORE_DESIRED_WITHIN,
+    STORE_REPORTED_WITHIN,
 )
 from .engine import (
     SENDER_NODE,
     ExchangeEngine,
+    PointRefusal,
     StaleReason,
     Stamped,
     changed_indices,
@@ -85,6 +87,7 @@ from .protocol import (
     ProtocolError,
     Value,
 )
+from .rules import limits_of
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -218,6 +221,9 @@ class DataExchangeCoordinator:
         self._send_scheduled = False
         self._sent_at: tuple[int, float] | None = None
         self._reload_scheduled = False
+        self._session_ready = False  # frames count only once the session is set up
+        self._save_deadline: float | None = None  # monotonic; a save is scheduled
+        self._refusal_logged = False
 
     # ---- lifecycle ----
 
@@ -264,7 +270,7 @@ class DataExchangeCoordinator:
             model = Model.from_event(model_event) if model_event else None
             self._set_points(infos, model, model_event)
             if model is not None or self.points:
-                self.engine.restore(stored.get("engine") or {}, 0.0)
+                self.engine.restore(stored.get("engine") or {})
         except (KeyError, TypeError, ValueError) as err:
             _LOGGER.warning(
                 "%s: stored state unreadable, starting afresh: %s", self.name, err
@@ -272,6 +278,7 @@ class DataExchangeCoordinator:
             self.points, self.buttons, self.mode = [], [], None
 
     def _data_to_store(self) -> dict[str, Any]:
+        self._save_deadline = None  # called by the Store when it writes
         return {
             "mode": self.mode,
             "device": self.device,
@@ -284,8 +291,17 @@ class DataExchangeCoordinator:
         }
 
     @callback
-    def _schedule_save(self) -> None:
-        self.store.async_delay_save(self._data_to_store, STORAGE_SAVE_DELAY)
+    def _schedule_save(self, within: float = STORE_REPORTED_WITHIN) -> None:
+        """Have the Store written at most ``within`` seconds from now.
+
+        Store.async_delay_save postpones a pending save on every call; here a pending save
+        is only ever brought forward, so values that keep changing cannot hold it off.
+        """
+        deadline = time.monotonic() + within
+        if self._save_deadline is not None and self._save_deadline <= deadline:
+            return
+        self._save_deadline = deadline
+        self.store.async_delay_save(self._data_to_store, within)
 
     # ---- identity ----
 
@@ -352,7 +368,7 @@ class DataExchangeCoordinator:
         self.points = points
         self._model_event = model_event
         self._keys = {p.info.key: p.index for p in points}
-        self.engine.set_model(model)
+        self.engine.set_model(model, [limits_of(p.type, p.info) for p in points])
 
     def unique_id(self, kind: str, object_id: str) -> str:
         return f"{self.mac}-{kind}-{object_id}"
@@ -503,6 +519,7 @@ class DataExchangeCoordinator:
                 )
                 await self.connection.async_drop()
                 return
+        self._session_ready = False
         old_signature = self._signature()
         try:
             self._set_points(
@@ -539,9 +556,15 @@ class DataExchangeCoordinator:
                 _LOGGER.info("%s: points changed, reloading its entities", self.name)
                 self._schedule_reload()
                 return
-        self.engine.start_session()
         self.last_frame_time = None
         self._rejection_logged = False
+        self._refusal_logged = False
+        if model is not None:
+            self.engine.start_session(model.boot_id, model.node_seq)
+            self._schedule_save(
+                STORE_DESIRED_WITHIN
+            )  # the node's uptime, restart or not
+        self._session_ready = True
         if mode == MODE_FRAME:
             # Values stay stale (offline) until the first frame arrives.
             self._start_cycle()
@@ -556,6 +579,7 @@ class DataExchangeCoordinator:
         self._notify_node()
 
     async def async_on_disconnected(self) -> None:
+        self._session_ready = False
         self._stop_cycle()
         if self._describe is not None and not self._describe.done():
             self._describe.cancel()
@@ -628,7 +652,14 @@ class DataExchangeCoordinator:
             self._model_event = dict(data)
             self._describe.set_result(model)
             return
-        if name != FRAME_EVENT or self.engine.model is None or self.mode != MODE_FRAME:
+        if (
+            name != FRAME_EVENT
+            or not self._session_ready
+            or self.engine.model is None
+            or self.mode != MODE_FRAME
+        ):
+            # Before the session is set up (the model being read, maybe a new firmware's)
+            # frames are not judged, nor counted as malformed.
             return
         try:
             frame = NodeFrame.from_event(data, self.engine.model)
@@ -637,13 +668,17 @@ class DataExchangeCoordinator:
             # which reads the model again; within one connection it is a malformed frame.
             self._reject(err)
             return
-        now = time.time()
+        now = time.monotonic()
         missed = self.engine.stats.missed
-        result = self.engine.on_frame(frame, now)
+        refused = self.engine.stats.refused_by_node
+        result = self.engine.on_frame(frame, now, time.time())
         if not result.accepted:
             return
         self.last_frame_time = now
-        stats_changed = self.engine.stats.missed != missed
+        stats_changed = (
+            self.engine.stats.missed != missed
+            or self.engine.stats.refused_by_node != refused
+        )
         if result.acknowledged is not None and self._sent_at is not None:
             seq, sent = self._sent_at
             if result.acknowledged >= seq:
@@ -651,9 +686,15 @@ class DataExchangeCoordinator:
                 self._sent_at = None
                 stats_changed = True
         self._set_stale(self._stale_reason(now))
+        if result.refused is not None:
+            self._on_refusal(result.refused)
         if changed := changed_indices(result):
             self._notify_points(list(changed))
-        if result.changed or result.adopted or result.node_state_changed:
+        if result.desired_changed:
+            self._schedule_save(STORE_DESIRED_WITHIN)
+            if result.refused is None and result.acknowledged is not None:
+                self._clear_refusal_issue()
+        elif result.changed or result.node_state_changed:
             self._schedule_save()
         if result.node_state_changed:
             self._notify_node()
@@ -690,7 +731,7 @@ class DataExchangeCoordinator:
         if index is None:
             return
         value: Value = None if getattr(state, "missing_state", False) else state.state  # type: ignore[attr-defined]
-        changed = self.engine.report(index, value, time.time())
+        changed = self.engine.report(index, value, time.monotonic(), time.time())
         if changed:
             self._schedule_save()
         if self._awaiting_states:
@@ -700,6 +741,58 @@ class DataExchangeCoordinator:
                 return
         if changed:
             self._notify_points([index])
+
+    @callback
+    def _on_refusal(self, refused: PointRefusal) -> None:
+        """The node refused a desired frame: a repair issue names the point and reason.
+
+        The engine has already dropped what was refused, so every other point flows again.
+        Logged once per connection; the refused-frames entity counts every one.
+        """
+        point = self.point_name(refused.index)
+        log = _LOGGER.debug if self._refusal_logged else _LOGGER.warning
+        self._refusal_logged = True
+        log(
+            "%s: the node refused desired frame %s (%s, %s); its desired value is "
+            "dropped, the other points go on",
+            self.name,
+            refused.seq,
+            point,
+            refused.reason,
+        )
+        ir.async_create_issue(
+            self.hass,
+            DOMAIN,
+            self._issue_id("refused"),
+            is_fixable=False,
+            severity=ir.IssueSeverity.WARNING,
+            translation_key="refused",
+            translation_placeholders={
+                "name": self.name,
+                "point": point,
+                "reason": refused.reason,
+            },
+        )
+
+    @callback
+    def _clear_refusal_issue(self) -> None:
+        """The node applied a frame carrying a new write after the refusal."""
+        last = self.engine.last_refusal
+        if last is None:
+            return
+        if any(
+            s.seq > last.seq and s.sender != SENDER_NODE
+            for s in self.engine.desired.values()
+        ) and (self.engine.acked_seq > last.seq):
+            self.engine.last_refusal = None
+            ir.async_delete_issue(self.hass, DOMAIN, self._issue_id("refused"))
+
+    def point_name(self, index: int | None) -> str:
+        """A point's name for messages (the frame itself for a frame-level refusal)."""
+        if index is None or not 0 <= index < len(self.points):
+            return "-"
+        info = self.points[index].info
+        return info.name or info.object_id
 
     # ---- cycle ----
 
@@ -723,7 +816,7 @@ class DataExchangeCoordinator:
     async def _async_cycle(self, _now: Any) -> None:
         # Silence is noticed here; values stay offline-stale until the first frame.
         if self.last_frame_time is not None:
-            self._set_stale(self._stale_reason(time.time()))
+            self._set_stale(self._stale_reason(time.monotonic()))
         await self._async_send_desired()
 
     def _stale_reason(self, now: float) -> StaleReason | None:
@@ -739,7 +832,11 @@ class DataExchangeCoordinator:
     async def _async_send_desired(self) -> None:
         if not self.connected or self.engine.model is None or self.mode != MODE_FRAME:
             return
-        args = self.engine.next_desired_frame()
+        if not self._session_ready:
+            return
+        args = self.engine.next_desired_frame(time.monotonic())
+        # The frame counter is saved lazily (a restart continues well ahead of it).
+        self._schedule_save()
         if self.engine.frame_carries_writes:
             # Latency is measured for writes: the node answers a frame that changes
             # something at once, the cyclic full state only with its next cycle frame.
@@ -784,18 +881,20 @@ class DataExchangeCoordinator:
         node connected.
         """
         sender = await _sender(self.hass, context)
-        now = time.time()
+        now, wall = time.monotonic(), time.time()
         if self.mode == MODE_ENTITY:
             if not self.connected:
                 raise APIConnectionError("not connected")
             for index, value in writes:
                 point = self.points[index]
                 self.connection.command(_COMMANDS[point.type], point.info.key, value)
-                self.engine.write(index, value, sender, now)
+                self.engine.write(index, value, sender, now, wall=wall)
+            self.engine.sent_entity_mode()
             return
+        group = self.engine.new_group() if len(writes) > 1 else 0
         for index, value in writes:
-            self.engine.write(index, value, sender, now)
-        self._schedule_save()
+            self.engine.write(index, value, sender, now, wall=wall, group=group)
+        self._schedule_save(STORE_DESIRED_WITHIN)
         self._send_soon()
 
     async def async_resync(self) -> None:
@@ -806,9 +905,9 @@ class DataExchangeCoordinator:
         self, running: bool, context: Context | None
     ) -> None:
         self.engine.write_acquisition(
-            running, await _sender(self.hass, context), time.time()
+            running, await _sender(self.hass, context), time.monotonic(), time.time()
         )
-        self._schedule_save()
+        self._schedule_save(STORE_DESIRED_WITHIN)
         self._send_soon()
 
     async def async_press(self, info: ButtonInfo) -> None:

@@ -28,7 +28,12 @@ async def async_get_config_entry_diagnostics(
         return (
             None
             if value is None
-            else {"value": value.value, "time": value.time, "sender": value.sender}
+            else {
+                "value": value.value,
+                "wall": value.wall,
+                "sender": value.sender,
+                "seq": value.seq,
+            }
         )
 
     return async_redact_data(
@@ -66,6 +71,13 @@ async def async_get_config_entry_diagnostics(
             },
             "frames": asdict(engine.stats),
             "desired_frames_sent": engine.desired_seq,
+            "acknowledged": engine.acked_seq,
+            "seen": engine.seen,
+            "node_boot": engine.node_boot,
+            "node_uptime_ms": engine.node_uptime_ms,
+            "last_refusal": None
+            if engine.last_refusal is None
+            else asdict(engine.last_refusal),
             "rejected_frames": coordinator.rejected_frames,
             "latency_ms": coordinator.latency_ms,
             "connection": asdict(coordinator.connection.stats),

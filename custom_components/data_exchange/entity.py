@@ -85,7 +85,7 @@ class PointEntity(DataExchangeEntity):
         reported = coordinator.reported(self.point.index)
         if stale and reported is not None:
             attrs[ATTR_REPORTED_AT] = datetime.fromtimestamp(
-                reported.time, UTC
+                reported.wall, UTC
             ).isoformat()
         return attrs
 

@@ -1,4 +1,4 @@
-"""The Data Exchange wire format (protocol version 1), as documented in docs/protocol.md.
+"""The Data Exchange wire format (protocol version 2), as documented in docs/protocol.md.
 
 Plain Python without Home Assistant imports: the firmware tests, the exchange engine and
 the benchmarks all use this one implementation. Everything decoded here comes from the
@@ -8,13 +8,15 @@ network and is treated as untrusted: any deviation raises ProtocolError.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
+from fractions import Fraction
 import math
 import re
+import struct
 from typing import Final
 
-PROTOCOL_VERSION: Final = 1
+PROTOCOL_VERSION: Final = 2
 # Nodes send frames only to API clients whose Hello starts with this name.
 CLIENT_INFO_PREFIX: Final = "data_exchange"
 FRAME_EVENT: Final = "esphome.data_exchange"
@@ -28,11 +30,14 @@ MAX_DESIRED_VALUES_BYTES: Final = 32_000
 MAX_EVENT_BYTES: Final = 65_535
 
 _HEX8 = re.compile(r"[0-9a-f]{8}")
+_HEX16 = re.compile(r"[0-9a-f]{16}")
 _ESCAPE = re.compile(r"[%,\x00-\x1f\x7f]")
 _UNESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
 _FLOAT = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 
 type Value = float | bool | str | None
+
+FLOAT32_MAX: Final = 3.4028234663852886e38
 
 
 class ProtocolError(ValueError):
@@ -90,6 +95,11 @@ class Model:
     cycle_ms: int
     failsafe_ms: int
     points: tuple[ModelPoint, ...]
+    # Where the node stood when it answered the describe request: its boot id (random per
+    # boot), uptime (ms) and the number of its last frame. Not part of the model's identity.
+    boot_id: str = field(default="", compare=False)
+    uptime_ms: int = field(default=0, compare=False)
+    node_seq: int = field(default=0, compare=False)
 
     @property
     def writable(self) -> tuple[int, ...]:
@@ -115,7 +125,15 @@ class Model:
             points.append(ModelPoint(ptype, int(item[1:], 16)))
         if not points:
             raise ProtocolError("a model has at least one point")
-        return cls(model_id, _uint(data, "c"), _uint(data, "t"), tuple(points))
+        return cls(
+            model_id,
+            _uint(data, "c"),
+            _uint(data, "t"),
+            tuple(points),
+            boot_id=_boot_id(data),
+            uptime_ms=_uint(data, "u"),
+            node_seq=_uint(data, "s"),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +146,8 @@ class NodeFrame:
     applied_seq: int
     acquisition_running: bool
     failsafe_active: bool
-    rejected_frames: int
+    refused_frames: int  # desired frames the node refused since boot
+    refusal: Refusal | None  # the last one (None: none since boot)
     values: tuple[Value, ...]
 
     @classmethod
@@ -149,9 +168,57 @@ class NodeFrame:
             applied_seq=_uint(data, "a"),
             acquisition_running=_flag(data, "q"),
             failsafe_active=_flag(data, "f"),
-            rejected_frames=_uint(data, "r"),
+            refused_frames=_uint(data, "r"),
+            refusal=Refusal.decode(data.get("e", "")),
             values=decode_values(_field(data, "x"), [p.type for p in model.points]),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """The node's last refused desired frame (frame key ``e``: ``seq:point:reason``).
+
+    ``point`` is the position among the writable points (None for a frame-level reason:
+    model, count, acquisition); ``reason`` one of the rule's codes or a frame-level one.
+    """
+
+    seq: int
+    point: int | None
+    reason: str
+
+    @classmethod
+    def decode(cls, text: object) -> Refusal | None:
+        if not isinstance(text, str):
+            raise ProtocolError("malformed refusal")
+        if text == "":
+            return None
+        parts = text.split(":")
+        if (
+            len(parts) != 3
+            or not _is_uint(parts[0])
+            or not (parts[1] == "" or _is_uint(parts[1]))
+            or parts[2] not in REFUSAL_REASONS
+        ):
+            raise ProtocolError(f"malformed refusal {text[:32]!r}")
+        return cls(int(parts[0]), int(parts[1]) if parts[1] else None, parts[2])
+
+
+# Reasons a node gives for a refused desired frame: a value's (the rule's codes) or the
+# frame's own.
+REFUSAL_REASONS: Final = frozenset(
+    {"format", "range", "step", "option", "length", "model", "count", "acquisition"}
+)
+
+
+def _boot_id(data: Mapping[str, str]) -> str:
+    value = _field(data, "b")
+    if not _HEX16.fullmatch(value):
+        raise ProtocolError(f"malformed boot id {value[:20]!r}")
+    return value
+
+
+def _is_uint(text: str) -> bool:
+    return text.isascii() and text.isdigit() and len(text) <= 20
 
 
 def _check_version(data: Mapping[str, str]) -> None:
@@ -171,7 +238,7 @@ def _field(data: Mapping[str, str], key: str) -> str:
 
 def _uint(data: Mapping[str, str], key: str) -> int:
     value = _field(data, key)
-    if not value.isascii() or not value.isdigit() or len(value) > 20:
+    if not _is_uint(value):
         raise ProtocolError(f"field {key!r} is not an unsigned integer")
     return int(value)
 
@@ -184,6 +251,68 @@ def _flag(data: Mapping[str, str], key: str) -> bool:
 
 
 # ---- values ----
+
+
+# ---- numbers: what the node holds is a 32-bit float ----
+
+
+def f32(number: float) -> float:
+    """The 32-bit float nearest to ``number`` (as a Python float); inf beyond its range."""
+    try:
+        return float(struct.unpack("<f", struct.pack("<f", number))[0])
+    except OverflowError:
+        return math.copysign(math.inf, number)
+
+
+def _f32_neighbours(value: float) -> tuple[float, float]:
+    bits = struct.unpack("<I", struct.pack("<f", value))[0]
+    below = struct.unpack("<f", struct.pack("<I", (bits - 1) & 0xFFFFFFFF))[0]
+    above = struct.unpack("<f", struct.pack("<I", (bits + 1) & 0xFFFFFFFF))[0]
+    return float(below), float(above)
+
+
+def strtof(text: str) -> float:
+    """A decimal read straight into the nearest 32-bit float, as C's strtof does.
+
+    Going through a double first can round twice; this decides with exact fractions.
+    """
+    exact = Fraction(text)
+    candidate = f32(float(text))
+    if not math.isfinite(candidate) or Fraction(candidate) == exact:
+        return candidate
+    best = candidate
+    for other in _f32_neighbours(candidate):
+        if not math.isfinite(other):
+            continue
+        d_best, d_other = abs(Fraction(best) - exact), abs(Fraction(other) - exact)
+        if d_other < d_best or (d_other == d_best and _even(other)):
+            best = other
+    return best
+
+
+def _even(value: float) -> bool:
+    bits: int = struct.unpack("<I", struct.pack("<f", value))[0]
+    return bits % 2 == 0
+
+
+def format_f32(number: float) -> str:
+    """The shortest decimal (6 to 9 significant digits) that reads back as the same float.
+
+    The node formats its values the same way, so Home Assistant and the node agree on the
+    text of every number.
+    """
+    value = f32(number)
+    text = ""
+    for precision in range(6, 10):
+        text = f"{value:.{precision}g}"
+        if strtof(text) == value:
+            break
+    return text
+
+
+def canonical_number(number: float) -> float:
+    """The number as Home Assistant keeps it: the float the node holds, shortest decimal."""
+    return float(format_f32(number))
 
 
 def encode_value(ptype: PointType, value: Value) -> str:
@@ -201,7 +330,8 @@ def encode_value(ptype: PointType, value: Value) -> str:
         number = float(value)
         if not math.isfinite(number):
             raise ValueError("NaN and infinities are not values")
-        return repr(number).removesuffix(".0")
+        # What the node holds: the 32-bit float, as the shortest text it reads back from.
+        return format_f32(number)
     if not isinstance(value, str):
         raise TypeError(f"{ptype.name} takes a string")
     return "'" + _ESCAPE.sub(lambda m: f"%{ord(m.group()):02X}", value)
@@ -262,15 +392,28 @@ def desired_frame(
     values: Sequence[Value],
     acquisition: bool | None = None,
 ) -> dict[str, int | str]:
-    """The arguments of one ``data_exchange_write`` call.
+    """The arguments of one ``data_exchange_write`` call, from values.
 
     ``values`` holds one desired value per writable point (None: no desired value);
     ``seen`` is the sequence number of the newest node frame taken into account.
     """
+    return desired_args(
+        model, seq, seen, encode_desired_values(model, values), acquisition
+    )
+
+
+def desired_args(
+    model: Model, seq: int, seen: int, values_text: str, acquisition: bool | None
+) -> dict[str, int | str]:
+    """The one encoder of a desired frame's arguments (the engine uses it every cycle).
+
+    Sequence numbers travel as decimal strings: the API's integer arguments are 32-bit, and
+    a 32-bit counter of frames would not last a year at the shortest cycle.
+    """
     return {
-        "seq": seq,
-        "seen": seen,
+        "seq": str(seq),
+        "seen": str(seen),
         "model": model.model_id,
-        "values": encode_desired_values(model, values),
+        "values": values_text,
         "acquisition": -1 if acquisition is None else int(acquisition),
     }

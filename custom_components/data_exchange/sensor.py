@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aioesphomeapi import SensorStateClass
 from homeassistant.components.sensor import (
     SensorDeviceClass,
@@ -19,7 +21,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity import Entity
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .const import MODE_ENTITY, MODE_FRAME
+from .const import ATTR_POINT, ATTR_REASON, MODE_ENTITY, MODE_FRAME
 from .coordinator import (
     TOPIC_IGNORED,
     TOPIC_STATS,
@@ -72,6 +74,13 @@ REJECTED_FRAMES = SensorEntityDescription(
     state_class=HASensorStateClass.TOTAL_INCREASING,
     entity_category=EntityCategory.DIAGNOSTIC,
 )
+# Desired frames the node refused (a value it does not accept; see docs/exchange.md).
+REFUSED_FRAMES = SensorEntityDescription(
+    key="refused_frames",
+    translation_key="refused_frames",
+    state_class=HASensorStateClass.TOTAL_INCREASING,
+    entity_category=EntityCategory.DIAGNOSTIC,
+)
 IGNORED_REQUESTS = SensorEntityDescription(
     key="ignored_requests",
     translation_key="ignored_requests",
@@ -97,6 +106,7 @@ async def async_setup_entry(
                 LatencySensor(coordinator, LATENCY),
                 MissedFramesSensor(coordinator, MISSED_FRAMES),
                 RejectedFramesSensor(coordinator, REJECTED_FRAMES),
+                RefusedFramesSensor(coordinator, REFUSED_FRAMES),
                 IgnoredRequestsSensor(coordinator, IGNORED_REQUESTS),
             ]
         return entities
@@ -168,6 +178,26 @@ class RejectedFramesSensor(NodeEntity, SensorEntity):
     @property
     def native_value(self) -> int:
         return self.coordinator.rejected_frames
+
+
+class RefusedFramesSensor(NodeEntity, SensorEntity):
+    """Desired frames the node refused since it booted, with the last point and reason."""
+
+    topic = TOPIC_STATS
+
+    @property
+    def native_value(self) -> int:
+        return self.coordinator.engine.stats.refused_by_node
+
+    @property
+    def extra_state_attributes(self) -> dict[str, Any]:
+        last = self.coordinator.engine.last_refusal
+        if last is None:
+            return {ATTR_POINT: None, ATTR_REASON: None}
+        return {
+            ATTR_POINT: self.coordinator.point_name(last.index),
+            ATTR_REASON: last.reason,
+        }
 
 
 class IgnoredRequestsSensor(NodeEntity, SensorEntity):

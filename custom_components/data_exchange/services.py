@@ -11,11 +11,10 @@ import csv
 from dataclasses import dataclass
 from datetime import datetime
 import heapq
-import math
 from pathlib import Path
 import re
 import secrets
-from typing import Any
+from typing import Any, cast
 
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import (
@@ -36,7 +35,8 @@ import probatio
 
 from .const import ATTR_CHANGED_BY, DOMAIN, MODE_FRAME
 from .coordinator import DataExchangeCoordinator, NodePoint
-from .protocol import PointType, Value
+from .protocol import PointType, Value, canonical_number
+from .rules import Refusal, limits_of, refusal
 
 SERVICE_WRITE = "write"
 SERVICE_EXPORT_HISTORY = "export_history"
@@ -104,61 +104,51 @@ def _resolve(hass: HomeAssistant, entity_id: Any) -> _Target:
 def validate_value(point: NodePoint, entity_id: str, value: Any) -> Value:
     """A value the point accepts, or a translated error; nothing is sent here.
 
-    The node checks every desired value the same way and rejects a whole frame for one bad
-    value, so nothing it would refuse may become a desired value.
+    The rule is the node's own (rules.py, the twin of the node's rules.h), so nothing
+    accepted here can be refused by the node. Numbers come back as the node will hold them
+    (32-bit floats: 123456789 is 123456790).
     """
     info: Any = point.info
     if not point.type.writable:
         raise _error("read_only", entity_id=entity_id)
     shown = str(value)[:100]
-    if point.type is PointType.NUMBER:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+    reason = refusal(limits_of(point.type, info), value)
+    if reason is Refusal.FORMAT:
+        if point.type is PointType.NUMBER and isinstance(value, float):
+            reason = Refusal.RANGE  # NaN: no number in the range
+        elif point.type is PointType.TEXT and isinstance(value, str):
+            reason = Refusal.LENGTH  # not encodable as UTF-8
+        else:
+            expected = {
+                PointType.NUMBER: "number",
+                PointType.SWITCH: "true/false",
+            }.get(point.type, "text")
             raise _error(
-                "wrong_type", entity_id=entity_id, expected="number", value=shown
+                "wrong_type", entity_id=entity_id, expected=expected, value=shown
             )
-        try:
-            number = float(value)
-        except OverflowError:  # an int beyond any float
-            number = math.inf
-        if not math.isfinite(number) or not info.min_value <= number <= info.max_value:
-            raise _error(
-                "out_of_range",
-                entity_id=entity_id,
-                value=shown,
-                min=info.min_value,
-                max=info.max_value,
-            )
-        if info.step:
-            steps = (number - info.min_value) / info.step
-            if abs(steps - round(steps)) > 1e-6 * max(1.0, abs(steps)):
-                raise _error(
-                    "off_step", entity_id=entity_id, value=shown, step=info.step
-                )
-        return number
-    if point.type is PointType.SWITCH:
-        if not isinstance(value, bool):
-            raise _error(
-                "wrong_type", entity_id=entity_id, expected="true/false", value=shown
-            )
-        return value
-    if not isinstance(value, str):
-        raise _error("wrong_type", entity_id=entity_id, expected="text", value=shown)
-    if point.type is PointType.SELECT:
-        if value not in info.options:
-            raise _error(
-                "invalid_option",
-                entity_id=entity_id,
-                value=shown,
-                options=", ".join(info.options),
-            )
-        return value
-    try:
-        size = len(value.encode())  # the node counts bytes, not characters
-    except UnicodeEncodeError:  # a lone surrogate: no UTF-8 text
-        size = -1
-    if not info.min_length <= size <= info.max_length or (
-        info.pattern and not re.fullmatch(info.pattern, value)
+    if reason is Refusal.RANGE:
+        raise _error(
+            "out_of_range",
+            entity_id=entity_id,
+            value=shown,
+            min=info.min_value,
+            max=info.max_value,
+        )
+    if reason is Refusal.STEP:
+        raise _error("off_step", entity_id=entity_id, value=shown, step=info.step)
+    if reason is Refusal.OPTION:
+        raise _error(
+            "invalid_option",
+            entity_id=entity_id,
+            value=shown,
+            options=", ".join(info.options),
+        )
+    if reason is Refusal.LENGTH or (
+        point.type is PointType.TEXT
+        and info.pattern
+        and not re.fullmatch(info.pattern, value)
     ):
+        # The pattern is Home Assistant's own check (the node does not know it).
         raise _error(
             "invalid_text",
             entity_id=entity_id,
@@ -166,7 +156,9 @@ def validate_value(point: NodePoint, entity_id: str, value: Any) -> Value:
             min=info.min_length,
             max=info.max_length,
         )
-    return value
+    if point.type is PointType.NUMBER:
+        return canonical_number(float(value))
+    return cast(Value, value)
 
 
 async def _async_write(call: ServiceCall) -> None:

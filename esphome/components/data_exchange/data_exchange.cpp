@@ -124,6 +124,24 @@ static bool decode_string(const std::string &field, std::string &out) {
   return true;
 }
 
+/// Parses a decimal unsigned 64-bit number (digits only, no sign, no spaces). False if the
+/// text is not one or does not fit.
+static bool parse_u64(const std::string &text, uint64_t &out) {
+  if (text.empty() || text.size() > 20)
+    return false;
+  uint64_t value = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9')
+      return false;
+    uint64_t digit = static_cast<uint64_t>(c - '0');
+    if (value > (UINT64_MAX - digit) / 10)
+      return false;
+    value = value * 10 + digit;
+  }
+  out = value;
+  return true;
+}
+
 /// Parses a whole field as a finite float. False if it is not one.
 static bool parse_float(const std::string &field, float &out) {
   if (field.empty())
@@ -198,6 +216,9 @@ void DataExchange::compute_model_() {
 
 void DataExchange::setup() {
   this->compute_model_();
+  char boot[17];
+  snprintf(boot, sizeof(boot), "%08" PRIx32 "%08" PRIx32, random_uint32(), random_uint32());
+  this->boot_id_ = boot;
   this->register_service(&DataExchange::on_write, WRITE_ACTION, {"seq", "seen", "model", "values", "acquisition"});
   this->register_service(&DataExchange::on_describe, DESCRIBE_ACTION);
   this->restart_cycle_();
@@ -313,7 +334,7 @@ void DataExchange::detect_local_changes_() {
   // A writable point whose value differs from what this node last applied or reported was
   // changed locally (touch pad, local automation, another API client). It is stamped with
   // the sequence number of the next frame, the one that will report it.
-  uint32_t next_seq = this->seq_ + 1;
+  uint64_t next_seq = this->seq_ + 1;
   for (auto &p : this->points_) {
     if (!p.writable())
       continue;
@@ -334,7 +355,9 @@ void DataExchange::send_frame_() {
   // Local changes are detected every cycle, with or without a client, so a change made
   // while Home Assistant is away is still known as local when it returns.
   this->detect_local_changes_();
-  uint32_t seq = this->seq_ + 1;
+  if (!this->has_client_())
+    return;  // nothing to send, nothing to encode; the sequence number counts frames sent
+  uint64_t seq = this->seq_ + 1;
   this->values_buf_.clear();
   bool first = true;
   for (auto &p : this->points_) {
@@ -348,13 +371,11 @@ void DataExchange::send_frame_() {
       this->encode_point_(p, this->values_buf_);
     }
   }
-  if (!this->has_client_())
-    return;  // nothing to send; the sequence number counts frames sent
   this->seq_ = seq;
   this->last_frame_ms_ = millis();
 
-  static const char *const KEYS[] = {"v", "m", "s", "u", "a", "q", "f", "r", "x"};
-  std::string vals[9];
+  static const char *const KEYS[] = {"v", "m", "s", "u", "a", "q", "f", "r", "e", "x"};
+  std::string vals[10];
   vals[0] = std::to_string(PROTOCOL_VERSION);
   vals[1] = this->model_hex_;
   vals[2] = std::to_string(this->seq_);
@@ -362,21 +383,28 @@ void DataExchange::send_frame_() {
   vals[4] = std::to_string(this->applied_seq_);
   vals[5] = this->acquisition_running_ ? "1" : "0";
   vals[6] = this->failsafe_active_ ? "1" : "0";
-  vals[7] = std::to_string(this->rejected_frames_);
-  vals[8].swap(this->values_buf_);
-  this->send_event_(FRAME_EVENT, KEYS, vals, 9);
-  this->values_buf_.swap(vals[8]);  // keep the grown buffer for the next cycle
+  vals[7] = std::to_string(this->refused_frames_);
+  vals[8] = this->last_refusal_;
+  vals[9].swap(this->values_buf_);
+  this->send_event_(FRAME_EVENT, KEYS, vals, 10);
+  this->values_buf_.swap(vals[9]);  // keep the grown buffer for the next cycle
 }
 
 void DataExchange::on_describe() {
-  static const char *const KEYS[] = {"v", "m", "c", "t", "p"};
-  std::string vals[5];
+  // With the model, where this node stands: its boot id tells Home Assistant whether it
+  // restarted since they last spoke, before Home Assistant sends its first desired frame
+  // (uptime alone cannot: a host node's clock does not start at zero).
+  static const char *const KEYS[] = {"v", "m", "c", "t", "p", "b", "u", "s"};
+  std::string vals[8];
   vals[0] = std::to_string(PROTOCOL_VERSION);
   vals[1] = this->model_hex_;
   vals[2] = std::to_string(this->cycle_ms_);
   vals[3] = std::to_string(this->failsafe_ms_);
   vals[4] = this->model_points_;
-  this->send_event_(MODEL_EVENT, KEYS, vals, 5);
+  vals[5] = this->boot_id_;
+  vals[6] = std::to_string(millis_64());
+  vals[7] = std::to_string(this->seq_);
+  this->send_event_(MODEL_EVENT, KEYS, vals, 8);
 }
 
 void DataExchange::restart_cycle_() {
@@ -392,56 +420,52 @@ void DataExchange::restart_cycle_() {
 
 // ---- Home Assistant -> node ----
 
-Reject DataExchange::validate_(const Point &p, const std::string &field) const {
+Refusal DataExchange::validate_(const Point &p, const std::string &field) {
   if (field.empty())
-    return Reject::NONE;  // no desired value for this point
+    return Refusal::NONE;  // no desired value for this point
+  // The value this node holds is always taken back, whatever its traits say (a local
+  // automation may set a number off its step): it changes nothing and blocks nothing.
+  this->scratch_.clear();
+  this->encode_point_(p, this->scratch_);
+  if (field == this->scratch_)
+    return Refusal::NONE;
   switch (p.type) {
 #ifdef USE_NUMBER
     case PointType::NUMBER: {
       auto *n = static_cast<number::Number *>(p.entity);
       float v;
       if (!parse_float(field, v))
-        return Reject::VALUE;
-      float lo = n->traits.get_min_value();
-      float hi = n->traits.get_max_value();
-      if (v < lo || v > hi)
-        return Reject::VALUE;
-      float step = n->traits.get_step();
-      if (step > 0) {
-        float k = (v - lo) / step;
-        if (std::fabs(k - std::round(k)) > 1e-3f)
-          return Reject::VALUE;
-      }
-      return Reject::NONE;
+        return Refusal::FORMAT;
+      return check_number(v, n->traits.get_min_value(), n->traits.get_max_value(), n->traits.get_step());
     }
 #endif
 #ifdef USE_SWITCH
     case PointType::SWITCH:
-      return field == "0" || field == "1" ? Reject::NONE : Reject::VALUE;
+      return field == "0" || field == "1" ? Refusal::NONE : Refusal::FORMAT;
 #endif
 #ifdef USE_SELECT
     case PointType::SELECT: {
       std::string option;
       if (!decode_string(field, option))
-        return Reject::VALUE;
+        return Refusal::FORMAT;
       auto *s = static_cast<select::Select *>(p.entity);
-      return s->index_of(option).has_value() ? Reject::NONE : Reject::VALUE;
+      return s->index_of(option).has_value() ? Refusal::NONE : Refusal::OPTION;
     }
 #endif
 #ifdef USE_TEXT
     case PointType::TEXT: {
       std::string value;
       if (!decode_string(field, value))
-        return Reject::VALUE;
+        return Refusal::FORMAT;
       auto *t = static_cast<text::Text *>(p.entity);
       auto len = static_cast<int>(value.size());
       if (len < t->traits.get_min_length() || len > t->traits.get_max_length())
-        return Reject::VALUE;
-      return Reject::NONE;
+        return Refusal::LENGTH;
+      return Refusal::NONE;
     }
 #endif
     default:
-      return Reject::VALUE;
+      return Refusal::FORMAT;
   }
 }
 
@@ -489,78 +513,97 @@ bool DataExchange::apply_(Point &p, const std::string &encoded) {
   return true;
 }
 
-void DataExchange::on_write(int32_t seq, int32_t seen, std::string model, std::string values,
+void DataExchange::refuse_(uint64_t seq, Refusal reason, int point) {
+  // Nothing of the frame is applied. The frames say which point and why, so Home Assistant
+  // drops that desired value and every other point flows again; the warning is logged once
+  // for the same point and reason (a refusal may repeat every cycle until then).
+  this->refused_frames_++;
+  this->last_refusal_ = std::to_string(seq);
+  this->last_refusal_ += ':';
+  if (point >= 0)
+    this->last_refusal_ += std::to_string(point);
+  this->last_refusal_ += ':';
+  this->last_refusal_ += refusal_code(reason);
+  bool repeated = point == this->logged_refusal_point_ && reason == this->logged_refusal_;
+  this->logged_refusal_point_ = point;
+  this->logged_refusal_ = reason;
+  if (repeated) {
+    ESP_LOGD(TAG, "Refused desired frame %s: %s (writable point %d); nothing applied", std::to_string(seq).c_str(),
+             refusal_code(reason), point);
+  } else {
+    ESP_LOGW(TAG, "Refused desired frame %s: %s (writable point %d); nothing applied", std::to_string(seq).c_str(),
+             refusal_code(reason), point);
+  }
+  // A refused frame is still a frame from Home Assistant: the fail-safe is for silence.
+  this->arm_failsafe_();
+}
+
+void DataExchange::on_write(std::string seq_text, std::string seen_text, std::string model, std::string values,
                             int32_t acquisition) {
   // Validate the whole frame first; apply nothing unless every part is valid.
-  Reject reject = Reject::NONE;
-  size_t bad_index = 0;
-  if (model != this->model_hex_) {
-    reject = Reject::MODEL;
-  } else if (acquisition < -1 || acquisition > 1) {
-    reject = Reject::ACQUISITION;
-  } else {
-    this->fields_.clear();
-    size_t start = 0;
-    while (true) {
-      size_t comma = values.find(',', start);
-      this->fields_.emplace_back(values, start, comma == std::string::npos ? std::string::npos : comma - start);
-      if (comma == std::string::npos || this->fields_.size() > this->writable_count_)
-        break;
-      start = comma + 1;
-    }
-    if (this->writable_count_ == 0 && values.empty())
-      this->fields_.clear();
-    if (this->fields_.size() != this->writable_count_) {
-      reject = Reject::LENGTH;
-    } else {
-      size_t w = 0;
-      for (auto &p : this->points_) {
-        if (!p.writable())
-          continue;
-        if (this->validate_(p, this->fields_[w]) != Reject::NONE) {
-          reject = Reject::VALUE;
-          bad_index = w;
-          break;
-        }
-        w++;
-      }
-    }
-  }
-  if (reject != Reject::NONE) {
-    this->rejected_frames_++;
-    static const char *const REASONS[] = {"", "wrong model id", "wrong number of values", "invalid value",
-                                          "invalid acquisition"};
-    if (reject == Reject::VALUE) {
-      ESP_LOGW(TAG, "Rejected desired frame %" PRId32 ": %s for writable point %u; nothing applied", seq,
-               REASONS[static_cast<int>(reject)], static_cast<unsigned>(bad_index));
-    } else {
-      ESP_LOGW(TAG, "Rejected desired frame %" PRId32 ": %s; nothing applied", seq, REASONS[static_cast<int>(reject)]);
-    }
+  uint64_t seq = 0;
+  uint64_t seen_seq = 0;
+  if (!parse_u64(seq_text, seq) || !parse_u64(seen_text, seen_seq)) {
+    this->refuse_(seq, Refusal::FORMAT, -1);
     return;
   }
+  if (model != this->model_hex_) {
+    this->refuse_(seq, Refusal::MODEL, -1);
+    return;
+  }
+  if (acquisition < -1 || acquisition > 1) {
+    this->refuse_(seq, Refusal::ACQUISITION, -1);
+    return;
+  }
+  this->fields_.clear();
+  size_t start = 0;
+  while (true) {
+    size_t comma = values.find(',', start);
+    this->fields_.emplace_back(values, start, comma == std::string::npos ? std::string::npos : comma - start);
+    if (comma == std::string::npos || this->fields_.size() > this->writable_count_)
+      break;
+    start = comma + 1;
+  }
+  if (this->writable_count_ == 0 && values.empty())
+    this->fields_.clear();
+  if (this->fields_.size() != this->writable_count_) {
+    this->refuse_(seq, Refusal::COUNT, -1);
+    return;
+  }
+  int w = 0;
+  for (auto &p : this->points_) {
+    if (!p.writable())
+      continue;
+    Refusal r = this->validate_(p, this->fields_[w]);
+    if (r != Refusal::NONE) {
+      this->refuse_(seq, r, w);
+      return;
+    }
+    w++;
+  }
+  this->logged_refusal_point_ = -2;  // accepted: the next refusal is news again
 
   // Apply. A point changed locally in a frame Home Assistant had not seen yet when it sent
   // this one keeps its local value: Home Assistant decides on it by writer priority once it
   // has seen the change, and says so in a later desired frame. A change made since the last
   // frame has not been reported at all yet: it is found here, before anything is applied.
   this->detect_local_changes_();
-  auto seen_seq = static_cast<uint32_t>(seen);
   bool changed = false;
-  size_t w = 0;
+  size_t field_index = 0;
   for (auto &p : this->points_) {
     if (!p.writable())
       continue;
-    const std::string &field = this->fields_[w++];
+    const std::string &field = this->fields_[field_index++];
     if (field.empty() || seen_seq < p.local_change_seq)
       continue;
     changed |= this->apply_(p, field);
   }
-  if (acquisition >= 0 && seen_seq >= static_cast<uint32_t>(this->acquisition_local_seq_) &&
+  if (acquisition >= 0 && seen_seq >= this->acquisition_local_seq_ &&
       (acquisition == 1) != this->acquisition_running_) {
     this->set_acquisition_(acquisition == 1);
     changed = true;
   }
-  this->applied_seq_ = static_cast<uint32_t>(seq);
+  this->applied_seq_ = seq;
   if (this->failsafe_active_) {
     this->failsafe_active_ = false;
     changed = true;
@@ -581,7 +624,7 @@ void DataExchange::set_acquisition(bool running) {
     return;
   // A local decision: Home Assistant's desired acquisition state from frames sent before it
   // saw this change does not undo it.
-  this->acquisition_local_seq_ = static_cast<int32_t>(this->seq_ + 1);
+  this->acquisition_local_seq_ = this->seq_ + 1;
   this->set_acquisition_(running);
 }
 

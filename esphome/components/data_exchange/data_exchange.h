@@ -13,6 +13,7 @@
 #include "esphome/core/automation.h"
 #include "esphome/core/component.h"
 #include "esphome/core/defines.h"
+#include "rules.h"
 // Only the entity types a node has are compiled (USE_<TYPE> comes from ESPHome).
 #ifdef USE_SENSOR
 #include "esphome/components/sensor/sensor.h"
@@ -39,7 +40,7 @@
 namespace esphome::data_exchange {
 
 /// Protocol version carried in every frame (key "v").
-static constexpr uint8_t PROTOCOL_VERSION = 1;
+static constexpr uint8_t PROTOCOL_VERSION = 2;
 /// Frames go only to API clients whose Hello names them with this prefix.
 static constexpr const char *CLIENT_PREFIX = "data_exchange";
 static constexpr const char *FRAME_EVENT = "esphome.data_exchange";
@@ -70,16 +71,13 @@ struct Point {
   // frame that first reported the latest local change.
   std::string expected;
   bool expected_valid{false};
-  uint32_t local_change_seq{0};
+  uint64_t local_change_seq{0};
 
   bool writable() const {
     return type == PointType::NUMBER || type == PointType::SWITCH || type == PointType::SELECT ||
            type == PointType::TEXT;
   }
 };
-
-/// Why a desired frame was rejected (counted, logged, nothing applied).
-enum class Reject : uint8_t { NONE, MODEL, LENGTH, VALUE, ACQUISITION };
 
 class DataExchange : public Component, public api::CustomAPIDevice {
  public:
@@ -117,9 +115,13 @@ class DataExchange : public Component, public api::CustomAPIDevice {
   bool is_acquisition_running() const { return this->acquisition_running_; }
   bool is_failsafe_active() const { return this->failsafe_active_; }
   uint32_t get_model_id() const { return this->model_id_; }
+  /// Where the frame counter stands. Tests start it near a limit (tests/nodes/counters.yaml).
+  void set_frame_seq(uint64_t seq) { this->seq_ = seq; }
+  uint64_t get_frame_seq() const { return this->seq_; }
 
   // API actions (registered at setup). Public for the action registry.
-  void on_write(int32_t seq, int32_t seen, std::string model, std::string values, int32_t acquisition);
+  // Sequence numbers arrive as decimal strings: the API's integer arguments are 32-bit.
+  void on_write(std::string seq, std::string seen, std::string model, std::string values, int32_t acquisition);
   void on_describe();
 
  protected:
@@ -137,7 +139,8 @@ class DataExchange : public Component, public api::CustomAPIDevice {
   void enter_failsafe_();
   /// Sets a writable point from an encoded value already validated.
   bool apply_(Point &p, const std::string &encoded);
-  Reject validate_(const Point &p, const std::string &field) const;
+  Refusal validate_(const Point &p, const std::string &field);
+  void refuse_(uint64_t seq, Refusal reason, int point);
 
   std::vector<Point> points_;
   std::vector<PollingComponent *> acquisition_;
@@ -147,12 +150,19 @@ class DataExchange : public Component, public api::CustomAPIDevice {
   uint32_t model_id_{0};
   char model_hex_[9]{};
   std::string model_points_;  // model description, built once
+  std::string boot_id_;       // random per boot: tells Home Assistant of a restart
 
-  uint32_t seq_{0};              // last node frame sent
-  uint32_t last_frame_ms_{0};    // when it was sent
-  uint32_t applied_seq_{0};      // last desired frame applied
-  uint32_t rejected_frames_{0};  // desired frames rejected since boot
-  int32_t acquisition_local_seq_{0};
+  // Every counter is 64-bit: at a 10 ms cycle a 32-bit frame number wraps after 497 days.
+  uint64_t seq_{0};             // last node frame sent
+  uint32_t last_frame_ms_{0};   // when it was sent (millis(); differences are wrap-safe)
+  uint64_t applied_seq_{0};     // last desired frame applied
+  uint64_t refused_frames_{0};  // desired frames refused since boot
+  uint64_t acquisition_local_seq_{0};
+  // The last refusal as sent in frames ("seq:point:reason", point empty for the frame), and
+  // what was last logged as a warning: a refusal repeated every cycle is logged once.
+  std::string last_refusal_;
+  int logged_refusal_point_{-2};
+  Refusal logged_refusal_{Refusal::NONE};
   bool acquisition_running_{true};
   bool failsafe_active_{false};
 
