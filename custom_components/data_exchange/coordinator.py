@@ -67,14 +67,7 @@ from .const import (
     STORE_DESIRED_WITHIN,
     STORE_REPORTED_WITHIN,
 )
-from .engine import (
-    SENDER_NODE,
-    ExchangeEngine,
-    PointRefusal,
-    StaleReason,
-    Stamped,
-    changed_indices,
-)
+from .engine import ExchangeEngine
 from .protocol import (
     DESCRIBE_ACTION,
     FRAME_EVENT,
@@ -88,6 +81,14 @@ from .protocol import (
     Value,
 )
 from .rules import limits_of
+from .values import (
+    SENDER_NODE,
+    PointRefusal,
+    StaleReason,
+    Stamped,
+    changed_indices,
+    stale_reason,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -821,7 +822,7 @@ class DataExchangeCoordinator:
 
     def _stale_reason(self, now: float) -> StaleReason | None:
         """The engine's staleness rule applied to this node's connection and frames."""
-        return ExchangeEngine.stale_reason(
+        return stale_reason(
             connected=self.connected,
             acquisition_running=self.engine.acquisition_running,
             last_frame=self.last_frame_time,

@@ -10,11 +10,43 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from fractions import Fraction
 import math
 import re
-import struct
 from typing import Final
+
+# Re-exported: the wire format's numbers (float32.py) are part of the protocol's interface.
+from .float32 import FLOAT32_MAX, canonical_number, f32, format_f32, strtof
+
+__all__ = [
+    "CLIENT_INFO_PREFIX",
+    "DESCRIBE_ACTION",
+    "FLOAT32_MAX",
+    "FRAME_EVENT",
+    "MAX_DESIRED_VALUES_BYTES",
+    "MAX_EVENT_BYTES",
+    "MODEL_EVENT",
+    "PROTOCOL_VERSION",
+    "REFUSAL_REASONS",
+    "WRITE_ACTION",
+    "Model",
+    "ModelPoint",
+    "NodeFrame",
+    "PointType",
+    "ProtocolError",
+    "Refusal",
+    "Value",
+    "canonical_number",
+    "decode_value",
+    "decode_values",
+    "desired_args",
+    "desired_frame",
+    "encode_desired_values",
+    "encode_value",
+    "encode_values",
+    "f32",
+    "format_f32",
+    "strtof",
+]
 
 PROTOCOL_VERSION: Final = 2
 # Nodes send frames only to API clients whose Hello starts with this name.
@@ -36,8 +68,6 @@ _UNESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
 _FLOAT = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 
 type Value = float | bool | str | None
-
-FLOAT32_MAX: Final = 3.4028234663852886e38
 
 
 class ProtocolError(ValueError):
@@ -251,68 +281,6 @@ def _flag(data: Mapping[str, str], key: str) -> bool:
 
 
 # ---- values ----
-
-
-# ---- numbers: what the node holds is a 32-bit float ----
-
-
-def f32(number: float) -> float:
-    """The 32-bit float nearest to ``number`` (as a Python float); inf beyond its range."""
-    try:
-        return float(struct.unpack("<f", struct.pack("<f", number))[0])
-    except OverflowError:
-        return math.copysign(math.inf, number)
-
-
-def _f32_neighbours(value: float) -> tuple[float, float]:
-    bits = struct.unpack("<I", struct.pack("<f", value))[0]
-    below = struct.unpack("<f", struct.pack("<I", (bits - 1) & 0xFFFFFFFF))[0]
-    above = struct.unpack("<f", struct.pack("<I", (bits + 1) & 0xFFFFFFFF))[0]
-    return float(below), float(above)
-
-
-def strtof(text: str) -> float:
-    """A decimal read straight into the nearest 32-bit float, as C's strtof does.
-
-    Going through a double first can round twice; this decides with exact fractions.
-    """
-    exact = Fraction(text)
-    candidate = f32(float(text))
-    if not math.isfinite(candidate) or Fraction(candidate) == exact:
-        return candidate
-    best = candidate
-    for other in _f32_neighbours(candidate):
-        if not math.isfinite(other):
-            continue
-        d_best, d_other = abs(Fraction(best) - exact), abs(Fraction(other) - exact)
-        if d_other < d_best or (d_other == d_best and _even(other)):
-            best = other
-    return best
-
-
-def _even(value: float) -> bool:
-    bits: int = struct.unpack("<I", struct.pack("<f", value))[0]
-    return bits % 2 == 0
-
-
-def format_f32(number: float) -> str:
-    """The shortest decimal (6 to 9 significant digits) that reads back as the same float.
-
-    The node formats its values the same way, so Home Assistant and the node agree on the
-    text of every number.
-    """
-    value = f32(number)
-    text = ""
-    for precision in range(6, 10):
-        text = f"{value:.{precision}g}"
-        if strtof(text) == value:
-            break
-    return text
-
-
-def canonical_number(number: float) -> float:
-    """The number as Home Assistant keeps it: the float the node holds, shortest decimal."""
-    return float(format_f32(number))
 
 
 def encode_value(ptype: PointType, value: Value) -> str:

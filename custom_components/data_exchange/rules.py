@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 import math
 
-from .protocol import FLOAT32_MAX, PointType, Value, f32
+from .float32 import FLOAT32_MAX, f32
+from .protocol import PointType, Value
 
 # Tolerances of the step check: a thousandth of a step, plus the float rounding of the value,
 # the minimum and the step (each within 2^-24 relative; 2^-21 leaves a factor 4 margin).

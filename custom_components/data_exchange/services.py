@@ -35,7 +35,8 @@ import probatio
 
 from .const import ATTR_CHANGED_BY, DOMAIN, MODE_FRAME
 from .coordinator import DataExchangeCoordinator, NodePoint
-from .protocol import PointType, Value, canonical_number
+from .float32 import canonical_number
+from .protocol import PointType, Value
 from .rules import Refusal, limits_of, refusal
 
 SERVICE_WRITE = "write"
