@@ -214,6 +214,8 @@ class Node:
     )
     process: subprocess.Popen[bytes] | None = None
     _log: IO[bytes] | None = None
+    # More environment for the node program (test-only hooks, e.g. DX_FRAME_SEQ).
+    env: dict[str, str] = field(default_factory=dict)
 
     host = "127.0.0.1"
 
@@ -236,6 +238,7 @@ class Node:
             "DX_NODE_PORT": str(self.port),
             "DX_NODE_MAC": self.mac,
             "ESPHOME_PREFDIR": str(self.state_dir / "prefs"),
+            **self.env,
         }
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(

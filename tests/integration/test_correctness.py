@@ -1,0 +1,399 @@
+"""Exchange correctness (issue 13): sequences that broke "nothing lost, nothing partial".
+
+Each test drives Home Assistant and a real node (a host build of our firmware) through one
+of the sequences that failed before the rules in docs/exchange.md were implemented; each
+fails on the code before them (named in its docstring). Local changes are made as a person
+or a local automation on the node makes them: through the node's own API actions, by a
+second API client (which is not a Data Exchange client and never sees a frame).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+import logging
+import os
+import signal
+import time
+from types import SimpleNamespace
+from typing import Any
+
+from aioesphomeapi import APIClient, EntityState, UserService
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import issue_registry as ir
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from custom_components.data_exchange import (
+    connection as connection_module,
+    coordinator as coordinator_module,
+    engine as engine_module,
+    services as services_module,
+)
+from custom_components.data_exchange.const import DOMAIN
+from custom_components.data_exchange.coordinator import DataExchangeCoordinator
+from custom_components.data_exchange.values import SENDER_NODE
+from tests.conftest import NODES
+from tests.harness.node import Node, NodeFactory
+from tests.integration.conftest import (
+    FrameWatch,
+    entity_ids,
+    problems_in_log,
+    setup_node,
+    until,
+)
+
+# Short writer-priority delay: a local change made after it is the device's decision.
+DELAY = 0.5
+OPTIONS = {"writer_priority_delay": DELAY}
+
+
+class Device:
+    """A person at the device: the node's own actions and states, over a plain API client."""
+
+    def __init__(self, node: Node) -> None:
+        self.api = APIClient(node.host, node.port, None, client_info="person at device")
+        self.services: dict[str, UserService] = {}
+        self.states: dict[str, Any] = {}
+        self._names: dict[int, str] = {}
+
+    async def connect(self) -> Device:
+        await self.api.connect(login=True)
+        entities, services = await self.api.list_entities_services()
+        self._names = {e.key: e.object_id for e in entities}
+        self.services = {s.name: s for s in services}
+        self.api.subscribe_states(self._on_state)
+        return self
+
+    def _on_state(self, state: EntityState) -> None:
+        name = self._names.get(state.key)
+        if name is not None:
+            self.states[name] = getattr(state, "state", None)
+
+    async def do(self, action: str, **data: Any) -> None:
+        await self.api.execute_service(self.services[action], data)
+
+    async def close(self) -> None:
+        await self.api.disconnect()
+
+
+@pytest.fixture
+def edge_node(node_factory: NodeFactory) -> Node:
+    return node_factory.start(NODES / "edge.yaml")
+
+
+@pytest.fixture
+async def device(edge_node: Node) -> AsyncIterator[Device]:
+    hand = await Device(edge_node).connect()
+    try:
+        yield hand
+    finally:
+        await hand.close()
+
+
+def find(hass: HomeAssistant, entry: MockConfigEntry, domain: str, suffix: str) -> str:
+    return next(e for e in entity_ids(hass, entry, domain) if e.endswith(suffix))
+
+
+async def set_number(hass: HomeAssistant, entity_id: str, value: float) -> None:
+    await hass.services.async_call(
+        "number", "set_value", {"entity_id": entity_id, "value": value}, blocking=True
+    )
+
+
+async def turn(hass: HomeAssistant, entity_id: str, on: bool) -> None:
+    await hass.services.async_call(
+        "switch",
+        "turn_on" if on else "turn_off",
+        {"entity_id": entity_id},
+        blocking=True,
+    )
+
+
+def desired(coordinator: DataExchangeCoordinator, object_id: str) -> Any:
+    point = next(p for p in coordinator.points if p.info.object_id == object_id)
+    stamped = coordinator.engine.desired.get(point.index)
+    return None if stamped is None else stamped
+
+
+async def test_value_on_a_fine_step_is_accepted_by_the_node(
+    hass: HomeAssistant,
+    edge_node: Node,
+    device: Device,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """163.85 on 0..1000 step 0.01: Home Assistant accepted it, the node's float check
+    refused the whole frame (before: every later write blocked too)."""
+    entry = await setup_node(hass, edge_node, **OPTIONS)
+    coordinator: DataExchangeCoordinator = entry.runtime_data
+    await set_number(hass, find(hass, entry, "number", "fine"), 163.85)
+    await turn(hass, find(hass, entry, "switch", "relay"), True)
+    await until(
+        hass,
+        lambda: (
+            device.states.get("fine") == pytest.approx(163.85, abs=1e-4)
+            and device.states.get("relay") is True
+        ),
+        what="163.85 and the relay on the node",
+    )
+    assert coordinator.engine.stats.refused_by_node == 0
+    assert hass.states.get(find(hass, entry, "number", "fine")).state == "163.85"
+    assert not problems_in_log(caplog.records)
+
+
+async def test_off_step_value_set_on_the_device_blocks_no_write(
+    hass: HomeAssistant,
+    edge_node: Node,
+    device: Device,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A local automation sets 'fine' off its step. Before: Home Assistant adopted it as
+    the desired value after the writer-priority delay, the node refused every desired frame
+    for it, a relay write from Home Assistant never arrived."""
+    entry = await setup_node(hass, edge_node, **OPTIONS)
+    coordinator: DataExchangeCoordinator = entry.runtime_data
+    watch = FrameWatch(coordinator)
+    fine = find(hass, entry, "number", "fine")
+    await device.do("local_set_fine", value=163.855)
+    await until(hass, lambda: hass.states.get(fine).state == "163.855")
+    # Well past the writer-priority delay: the value is the device's decision.
+    await asyncio.sleep(DELAY * 3)
+    await watch.until(lambda: True)
+    assert (
+        desired(coordinator, "fine") is None
+    )  # never a desired value the node refuses
+    await turn(hass, find(hass, entry, "switch", "relay"), True)
+    await until(hass, lambda: device.states.get("relay") is True, what="relay on")
+    # A few more cycles: nothing refused, the device keeps its own value.
+    frames = watch.events
+    await watch.until(lambda: watch.events >= frames + 5)
+    assert coordinator.engine.stats.refused_by_node == 0
+    assert device.states["fine"] == pytest.approx(163.855, abs=1e-4)
+    assert hass.states.get(fine).attributes["changed_by"] == SENDER_NODE
+    assert not problems_in_log(caplog.records)
+
+
+async def test_refusal_is_named_shown_dropped_and_unblocks(
+    hass: HomeAssistant,
+    edge_node: Node,
+    device: Device,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The safety net: Home Assistant's rule drifted from the node's (simulated by
+    accepting everything here; the node is real). The node refuses, names the point and
+    reason; Home Assistant shows it (entity, repair issue, one warning), drops that value
+    and the rest of its grouped write, and every other point flows again."""
+    monkeypatch.setattr(services_module, "refusal", lambda limits, value: None)
+    monkeypatch.setattr(engine_module, "refusal", lambda limits, value: None)
+    entry = await setup_node(hass, edge_node, **OPTIONS)
+    coordinator: DataExchangeCoordinator = entry.runtime_data
+    relay = find(hass, entry, "switch", "relay")
+    refused = find(hass, entry, "sensor", "refused_desired_frames")
+    caplog.clear()
+    # A grouped write with the bad value: all-or-nothing, so the relay stays off.
+    await hass.services.async_call(
+        DOMAIN,
+        "write",
+        {"values": {find(hass, entry, "number", "fine"): 163.855, relay: True}},
+        blocking=True,
+    )
+    await until(
+        hass,
+        lambda: hass.states.get(refused).state not in ("0", "unknown"),
+        what="refusal shown",
+    )
+    state = hass.states.get(refused)
+    assert state.attributes["point"] == "Fine"
+    assert state.attributes["reason"] == "step"
+    issue = ir.async_get(hass).async_get_issue(DOMAIN, f"refused_{entry.entry_id}")
+    assert issue is not None
+    assert issue.translation_placeholders["point"] == "Fine"
+    assert desired(coordinator, "fine") is None or desired(
+        coordinator, "fine"
+    ).value == pytest.approx(100.0)
+    assert device.states["relay"] is False  # the group's other value went with it
+    # A later, separate write goes through.
+    await turn(hass, relay, True)
+    await until(hass, lambda: device.states.get("relay") is True, what="relay on")
+    warnings = [
+        r for r in caplog.records if r.levelno == logging.WARNING and "refused" in r.msg
+    ]
+    assert len(warnings) == 1
+    assert device.states["fine"] == pytest.approx(100.0)
+
+
+async def test_write_while_offline_after_an_earlier_local_change_is_applied(
+    hass: HomeAssistant,
+    edge_node: Node,
+    device: Device,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Before: the first desired frame of a session carried seen=0, the node skipped the
+    point it had changed locally earlier in its uptime, and Home Assistant then adopted the
+    node's old value: the write made while the node was offline was lost."""
+    monkeypatch.setattr(connection_module, "KEEPALIVE", 0.5)
+    entry = await setup_node(hass, edge_node, **OPTIONS)
+    coordinator: DataExchangeCoordinator = entry.runtime_data
+    fine = find(hass, entry, "number", "fine")
+    await device.do("local_set_fine", value=300.0)
+    await until(
+        hass,
+        lambda: (d := desired(coordinator, "fine")) is not None and d.value == 300.0,
+        what="local change adopted",
+    )
+    await device.close()
+    assert edge_node.process is not None
+    os.kill(edge_node.process.pid, signal.SIGSTOP)
+    try:
+        await until(hass, lambda: not coordinator.connected, within=20, what="offline")
+        await set_number(hass, fine, 250.0)  # accepted while the node is away
+    finally:
+        os.kill(edge_node.process.pid, signal.SIGCONT)
+    await until(hass, lambda: coordinator.connected, within=30, what="back")
+    back = await Device(edge_node).connect()
+    try:
+        await until(
+            hass,
+            lambda: (
+                back.states.get("fine") == 250.0
+                and hass.states.get(fine).state == "250.0"
+            ),
+            what="offline write on the node",
+        )
+        # And it stays: no later frame takes the old value back.
+        watch = FrameWatch(coordinator)
+        await watch.until(lambda: watch.events >= 10)
+        assert back.states["fine"] == 250.0
+        assert desired(coordinator, "fine").sender != SENDER_NODE
+    finally:
+        await back.close()
+    assert not problems_in_log(caplog.records)
+
+
+async def test_clock_step_does_not_overrule_a_local_change(
+    hass: HomeAssistant,
+    edge_node: Node,
+    device: Device,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Before: writer priority compared wall-clock times; a clock stepped back an hour
+    (NTP at boot) made Home Assistant's write win against a later local change for that
+    hour. Now rules use monotonic time; the wall clock is for display only."""
+    wall = SimpleNamespace(offset=0.0)
+    fake_time = SimpleNamespace(
+        time=lambda: time.time() + wall.offset, monotonic=time.monotonic
+    )
+    monkeypatch.setattr(coordinator_module, "time", fake_time)
+    entry = await setup_node(hass, edge_node, **OPTIONS)
+    coordinator: DataExchangeCoordinator = entry.runtime_data
+    fine = find(hass, entry, "number", "fine")
+    await set_number(hass, fine, 200.0)
+    await until(hass, lambda: device.states.get("fine") == 200.0, what="write applied")
+    wall.offset = -3600.0  # the clock steps back an hour
+    await asyncio.sleep(DELAY * 3)  # past the writer-priority delay, on purpose
+    await device.do("local_set_fine", value=400.0)
+    await until(
+        hass,
+        lambda: (d := desired(coordinator, "fine")) is not None and d.value == 400.0,
+        what="local change adopted",
+    )
+    watch = FrameWatch(coordinator)
+    await watch.until(lambda: watch.events >= 10)
+    assert device.states["fine"] == 400.0
+    assert hass.states.get(fine).attributes["changed_by"] == SENDER_NODE
+    assert not problems_in_log(caplog.records)
+
+
+async def test_large_number_is_kept_as_the_node_holds_it(
+    hass: HomeAssistant,
+    edge_node: Node,
+    device: Device,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Before: 123456789 was kept as a double; the node held 123456792 (32-bit float), so
+    after the writer-priority delay the value was re-attributed to the node."""
+    entry = await setup_node(hass, edge_node, **OPTIONS)
+    coordinator: DataExchangeCoordinator = entry.runtime_data
+    big = find(hass, entry, "number", "big")
+    await set_number(hass, big, 123456789)
+    # aioesphomeapi shows a float state to 7 digits (123456800); the node holds 123456792.
+    await until(
+        hass,
+        lambda: device.states.get("big") == pytest.approx(123456792.0, rel=1e-7),
+        what="the float on the node",
+    )
+    await asyncio.sleep(DELAY * 3)  # past the writer-priority delay, on purpose
+    watch = FrameWatch(coordinator)
+    await watch.until(lambda: watch.events >= 5)
+    state = hass.states.get(big)
+    assert float(state.state) == 123456790.0
+    assert state.attributes["changed_by"] != SENDER_NODE
+    assert desired(coordinator, "big").sender != SENDER_NODE
+    assert not problems_in_log(caplog.records)
+
+
+@pytest.mark.parametrize(
+    ("node_seq", "desired_seq"),
+    [
+        (2**31 - 15, 2**31 - 15),  # the old int32 action argument
+        (2**32 - 15, 2**32 - 15),  # the old 32-bit frame counter
+    ],
+)
+async def test_counters_pass_their_old_limits(
+    hass: HomeAssistant,
+    node_factory: NodeFactory,
+    caplog: pytest.LogCaptureFixture,
+    node_seq: int,
+    desired_seq: int,
+) -> None:
+    """Before: the frame counter (uint32) wrapped after 497 days at a 10 ms cycle and every
+    frame was then discarded as out of order; the desired frame number (int32 argument)
+    raised ValueError past 2^31 and no desired frame was sent again. The node starts its
+    counter near the limit (test-only hook DX_FRAME_SEQ), Home Assistant its own."""
+    node = Node(
+        node_factory.build(NODES / "edge.yaml"), env={"DX_FRAME_SEQ": str(node_seq)}
+    )
+    node_factory.nodes.append(node)
+    node.start()
+    entry = await setup_node(hass, node, **OPTIONS)
+    coordinator: DataExchangeCoordinator = entry.runtime_data
+    coordinator.engine.desired_seq = desired_seq
+    watch = FrameWatch(coordinator)
+    relay = find(hass, entry, "switch", "relay")
+    hand = await Device(node).connect()
+    try:
+        # 30 frames carry both counters across their old limits; a write on each side.
+        await turn(hass, relay, True)
+        await until(hass, lambda: hand.states.get("relay") is True, what="relay on")
+        await watch.until(
+            lambda: (
+                coordinator.engine.stats.last_seq > node_seq + 30
+                and coordinator.engine.desired_seq > desired_seq + 30
+            ),
+            within=20,
+        )
+        await turn(hass, relay, False)
+        await until(hass, lambda: hand.states.get("relay") is False, what="relay off")
+    finally:
+        await hand.close()
+    stats = coordinator.engine.stats
+    assert stats.last_seq > 2**31
+    assert (stats.duplicates, stats.out_of_order, stats.refused_by_node) == (0, 0, 0)
+    assert coordinator.engine.acked_seq > desired_seq + 15
+    assert not problems_in_log(caplog.records)
+
+
+async def test_entity_mode_keeps_no_entry_per_write(
+    hass: HomeAssistant, plain_node: Node
+) -> None:
+    """Before: every entity-mode write stayed in the engine's list of values not yet sent
+    until a reconnect (100,000 writes, 100,000 entries)."""
+    entry = await setup_node(hass, plain_node)
+    coordinator: DataExchangeCoordinator = entry.runtime_data
+    relay = find(hass, entry, "switch", "relay")
+    for i in range(200):
+        await turn(hass, relay, i % 2 == 0)
+    assert len(coordinator.engine._unsent) == 0
