@@ -73,6 +73,9 @@ def config_key(yaml_path: Path, substitutions: dict[str, str]) -> str:
     digest.update(yaml_path.read_bytes())
     digest.update(repr(sorted(substitutions.items())).encode())
     _tree_digest(digest, FIRMWARE_DIR)
+    # The YAML's own tree too: a firmware variant is a copy elsewhere (firmware_variant).
+    if yaml_path.resolve().parent != FIRMWARE_DIR.resolve():
+        _tree_digest(digest, yaml_path.resolve().parent)
     _tree_digest(digest, HARNESS_COMPONENTS)
     digest.update(esphome_command()[0].encode())
     return digest.hexdigest()[:16]
@@ -168,10 +171,19 @@ def firmware_variant(
         if old not in text:
             raise NodeError(f"{yaml_name} has no text {old!r}")
         text = text.replace(old, new, 1)
-    if not yaml.exists() or yaml.read_text() != text:
+    # The copy follows the firmware tree (the component's sources too, not just the YAML).
+    digest = hashlib.sha256(text.encode())
+    _tree_digest(digest, FIRMWARE_DIR)
+    stamp = work_dir() / "variants" / f"{name}.stamp"
+    if (
+        not yaml.exists()
+        or not stamp.exists()
+        or stamp.read_text() != digest.hexdigest()
+    ):
         shutil.rmtree(root, ignore_errors=True)
         shutil.copytree(FIRMWARE_DIR, root, ignore=shutil.ignore_patterns(".esphome"))
         yaml.write_text(text)
+        stamp.write_text(digest.hexdigest())
     return yaml
 
 

@@ -33,9 +33,10 @@ from custom_components.data_exchange import (
 from custom_components.data_exchange.const import DOMAIN
 from custom_components.data_exchange.coordinator import DataExchangeCoordinator
 from custom_components.data_exchange.values import SENDER_NODE
-from tests.conftest import NODES
-from tests.harness.node import Node, NodeFactory
+from tests.conftest import FIRMWARE, NODES
+from tests.harness.node import Node, NodeFactory, firmware_variant
 from tests.integration.conftest import (
+    SIM,
     FrameWatch,
     entity_ids,
     problems_in_log,
@@ -225,8 +226,7 @@ async def test_refusal_is_named_shown_dropped_and_unblocks(
 
 async def test_write_while_offline_after_an_earlier_local_change_is_applied(
     hass: HomeAssistant,
-    edge_node: Node,
-    device: Device,
+    sim_node: Node,
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -234,39 +234,40 @@ async def test_write_while_offline_after_an_earlier_local_change_is_applied(
     point it had changed locally earlier in its uptime, and Home Assistant then adopted the
     node's old value: the write made while the node was offline was lost."""
     monkeypatch.setattr(connection_module, "KEEPALIVE", 0.5)
-    entry = await setup_node(hass, edge_node, **OPTIONS)
+    entry = await setup_node(hass, sim_node, **OPTIONS)
     coordinator: DataExchangeCoordinator = entry.runtime_data
-    fine = find(hass, entry, "number", "fine")
-    await device.do("local_set_fine", value=300.0)
+    setpoint = find(hass, entry, "number", "setpoint")
+    device = await Device(sim_node).connect()
+    await device.do("local_set_setpoint", value=30.0)
     await until(
         hass,
-        lambda: (d := desired(coordinator, "fine")) is not None and d.value == 300.0,
+        lambda: (d := desired(coordinator, "setpoint")) is not None and d.value == 30.0,
         what="local change adopted",
     )
     await device.close()
-    assert edge_node.process is not None
-    os.kill(edge_node.process.pid, signal.SIGSTOP)
+    assert sim_node.process is not None
+    os.kill(sim_node.process.pid, signal.SIGSTOP)
     try:
         await until(hass, lambda: not coordinator.connected, within=20, what="offline")
-        await set_number(hass, fine, 250.0)  # accepted while the node is away
+        await set_number(hass, setpoint, 27.5)  # accepted while the node is away
     finally:
-        os.kill(edge_node.process.pid, signal.SIGCONT)
+        os.kill(sim_node.process.pid, signal.SIGCONT)
     await until(hass, lambda: coordinator.connected, within=30, what="back")
-    back = await Device(edge_node).connect()
+    back = await Device(sim_node).connect()
     try:
         await until(
             hass,
             lambda: (
-                back.states.get("fine") == 250.0
-                and hass.states.get(fine).state == "250.0"
+                back.states.get("setpoint") == 27.5
+                and hass.states.get(setpoint).state == "27.5"
             ),
             what="offline write on the node",
         )
         # And it stays: no later frame takes the old value back.
         watch = FrameWatch(coordinator)
         await watch.until(lambda: watch.events >= 10)
-        assert back.states["fine"] == 250.0
-        assert desired(coordinator, "fine").sender != SENDER_NODE
+        assert back.states["setpoint"] == 27.5
+        assert desired(coordinator, "setpoint").sender != SENDER_NODE
     finally:
         await back.close()
     assert not problems_in_log(caplog.records)
@@ -274,8 +275,7 @@ async def test_write_while_offline_after_an_earlier_local_change_is_applied(
 
 async def test_clock_step_does_not_overrule_a_local_change(
     hass: HomeAssistant,
-    edge_node: Node,
-    device: Device,
+    sim_node: Node,
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -287,23 +287,31 @@ async def test_clock_step_does_not_overrule_a_local_change(
         time=lambda: time.time() + wall.offset, monotonic=time.monotonic
     )
     monkeypatch.setattr(coordinator_module, "time", fake_time)
-    entry = await setup_node(hass, edge_node, **OPTIONS)
+    entry = await setup_node(hass, sim_node, **OPTIONS)
     coordinator: DataExchangeCoordinator = entry.runtime_data
-    fine = find(hass, entry, "number", "fine")
-    await set_number(hass, fine, 200.0)
-    await until(hass, lambda: device.states.get("fine") == 200.0, what="write applied")
-    wall.offset = -3600.0  # the clock steps back an hour
-    await asyncio.sleep(DELAY * 3)  # past the writer-priority delay, on purpose
-    await device.do("local_set_fine", value=400.0)
-    await until(
-        hass,
-        lambda: (d := desired(coordinator, "fine")) is not None and d.value == 400.0,
-        what="local change adopted",
-    )
-    watch = FrameWatch(coordinator)
-    await watch.until(lambda: watch.events >= 10)
-    assert device.states["fine"] == 400.0
-    assert hass.states.get(fine).attributes["changed_by"] == SENDER_NODE
+    setpoint = find(hass, entry, "number", "setpoint")
+    device = await Device(sim_node).connect()
+    try:
+        await set_number(hass, setpoint, 22.0)
+        await until(
+            hass, lambda: device.states.get("setpoint") == 22.0, what="write applied"
+        )
+        wall.offset = -3600.0  # the clock steps back an hour
+        await asyncio.sleep(DELAY * 3)  # past the writer-priority delay, on purpose
+        await device.do("local_set_setpoint", value=31.0)
+        await until(
+            hass,
+            lambda: (
+                (d := desired(coordinator, "setpoint")) is not None and d.value == 31.0
+            ),
+            what="local change adopted",
+        )
+        watch = FrameWatch(coordinator)
+        await watch.until(lambda: watch.events >= 10)
+        assert device.states["setpoint"] == 31.0
+        assert hass.states.get(setpoint).attributes["changed_by"] == SENDER_NODE
+    finally:
+        await device.close()
     assert not problems_in_log(caplog.records)
 
 
@@ -397,3 +405,41 @@ async def test_entity_mode_keeps_no_entry_per_write(
     for i in range(200):
         await turn(hass, relay, i % 2 == 0)
     assert len(coordinator.engine._unsent) == 0
+
+
+async def test_firmware_update_is_not_malformed_input(
+    hass: HomeAssistant,
+    node_factory: NodeFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Before: after a firmware update, the node's frames of the new model arrived while
+    Home Assistant read the model again, and were counted and logged as malformed."""
+    sim = node_factory.start(FIRMWARE / "sim-node.yaml", **SIM)
+    reduced_build = node_factory.build(
+        firmware_variant(
+            "sim-node-reduced",
+            "sim-node.yaml",
+            ["    - sensor: pressure", "    - text: label"],
+        ),
+        **SIM,
+    )
+    entry = await setup_node(hass, sim)
+    caplog.clear()
+    sim.stop()
+    reduced = Node(reduced_build, port=sim.port, mac=sim.mac)
+    node_factory.nodes.append(reduced)
+    reduced.start()
+    await until(
+        hass,
+        lambda: (
+            (c := getattr(entry, "runtime_data", None)) is not None
+            and c.connected
+            and len(c.points) == 8
+            and c.stale_reason is None
+        ),
+        within=30,
+        what="the new firmware's points live",
+    )
+    assert entry.runtime_data.rejected_frames == 0
+    assert not [r for r in caplog.records if "malformed" in r.getMessage()]
+    assert not problems_in_log(caplog.records)
