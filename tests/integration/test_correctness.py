@@ -443,3 +443,40 @@ async def test_firmware_update_is_not_malformed_input(
     assert entry.runtime_data.rejected_frames == 0
     assert not [r for r in caplog.records if "malformed" in r.getMessage()]
     assert not problems_in_log(caplog.records)
+
+
+async def test_a_pending_save_is_never_postponed(
+    hass: HomeAssistant, sim_node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: every changed frame called Store.async_delay_save(..., 30), which moves a
+    pending save 30 s on; with a sensor changing every second the Store was written only at
+    stop. Now a save is scheduled for the earliest deadline and only ever brought forward:
+    reported values within 10 minutes, desired values within 1 s."""
+    entry = await setup_node(hass, sim_node)
+    coordinator: DataExchangeCoordinator = entry.runtime_data
+    calls: list[tuple[float, float | None]] = []  # (deadline, pending deadline then)
+    pending: list[float | None] = [None]
+    original = coordinator.store.async_delay_save
+    data_to_store = coordinator._data_to_store
+
+    def delay_save(data_func: Any, delay: float = 0) -> None:
+        deadline = hass.loop.time() + delay
+        calls.append((deadline, pending[0]))
+        pending[0] = deadline
+        original(data_func, delay)
+
+    def written() -> dict[str, Any]:
+        pending[0] = None  # the Store writes now
+        return data_to_store()
+
+    monkeypatch.setattr(coordinator.store, "async_delay_save", delay_save)
+    monkeypatch.setattr(coordinator, "_data_to_store", written)
+    watch = FrameWatch(coordinator)
+    # Thirty frames with changing sensor values (the sim node's random walk).
+    await watch.until(lambda: watch.events >= 30)
+    assert calls, "changed values schedule a save"
+    assert all(then is None or deadline <= then + 0.01 for deadline, then in calls)
+    assert all(deadline - hass.loop.time() <= 600 for deadline, _ in calls)
+    # A write brings the save forward to within a second.
+    await set_number(hass, find(hass, entry, "number", "setpoint"), 27.5)
+    assert calls[-1][0] - hass.loop.time() <= 1.0
