@@ -2,30 +2,45 @@
 
 from __future__ import annotations
 
+import ctypes
+from decimal import Decimal
+import math
 import struct
 
-from hypothesis import given, strategies as st
+from hypothesis import example, given, strategies as st
 import pytest
 
 from custom_components.data_exchange.protocol import (
     MAX_DESIRED_VALUES_BYTES,
+    PROTOCOL_VERSION,
+    REFUSAL_REASONS,
     Model,
     NodeFrame,
     PointType,
     ProtocolError,
+    Refusal,
+    canonical_number,
     decode_value,
     decode_values,
+    desired_args,
     desired_frame,
+    encode_desired_values,
     encode_value,
     encode_values,
+    f32,
+    format_f32,
+    strtof,
 )
 
 MODEL_EVENT = {
-    "v": "1",
+    "v": "2",
     "m": "0a1b2c3d",
     "c": "1000",
     "t": "0",
     "p": "S00000001,B00000002,T00000003,N00000004,W00000005,L00000006,X00000007",
+    "b": "0123456789abcdef",
+    "u": "98765",
+    "s": "41",
 }
 
 
@@ -35,7 +50,7 @@ def _model() -> Model:
 
 def _frame(**changes: str) -> dict[str, str]:
     data = {
-        "v": "1",
+        "v": "2",
         "m": "0a1b2c3d",
         "s": "7",
         "u": "123456",
@@ -43,6 +58,7 @@ def _frame(**changes: str) -> dict[str, str]:
         "q": "1",
         "f": "0",
         "r": "0",
+        "e": "",
         "x": "21.5,1,'ok,22,0,'eco,'",
     }
     data.update(changes)
@@ -51,23 +67,49 @@ def _frame(**changes: str) -> dict[str, str]:
 
 def test_model_from_event() -> None:
     model = _model()
+    assert PROTOCOL_VERSION == 2
     assert model.model_id == "0a1b2c3d"
     assert model.cycle_ms == 1000
     assert [p.type for p in model.points] == list(PointType)
     assert model.points[3].key == 4
     assert model.writable == (3, 4, 5, 6)
+    assert model.boot_id == "0123456789abcdef"
+    assert model.uptime_ms == 98765
+    assert model.node_seq == 41
+
+
+def test_model_identity_excludes_where_the_node_stood() -> None:
+    """Boot id, uptime and last frame say where the node is, not what its model is."""
+    other = Model.from_event(
+        {**MODEL_EVENT, "b": "fedcba9876543210", "u": "1", "s": "0"}
+    )
+    assert other == _model()
+
+
+def test_model_counters_are_64_bit() -> None:
+    model = Model.from_event({**MODEL_EVENT, "u": str(2**64 - 1), "s": str(2**64 - 1)})
+    assert model.uptime_ms == model.node_seq == 2**64 - 1
 
 
 @pytest.mark.parametrize(
     "change",
     [
-        {"v": "2"},
+        {"v": "1"},  # protocol 1: 32-bit integer arguments, no boot id
+        {"v": "3"},
         {"m": "XYZ"},
         {"p": ""},
         {"p": "Q00000001"},
         {"p": "S0001"},
         {"c": "-1"},
         {"c": "1e3"},
+        {"b": ""},
+        {"b": "0123456789abcde"},  # 15 digits
+        {"b": "0123456789abcdef0"},  # 17
+        {"b": "0123456789ABCDEF"},  # uppercase
+        {"b": "0123456789abcdeg"},
+        {"u": "-5"},
+        {"s": "1.0"},
+        {"s": "1" * 21},
     ],
 )
 def test_model_rejects(change: dict[str, str]) -> None:
@@ -75,9 +117,10 @@ def test_model_rejects(change: dict[str, str]) -> None:
         Model.from_event({**MODEL_EVENT, **change})
 
 
-def test_model_missing_field() -> None:
+@pytest.mark.parametrize("key", ["p", "b", "u", "s"])
+def test_model_missing_field(key: str) -> None:
     data = dict(MODEL_EVENT)
-    del data["p"]
+    del data[key]
     with pytest.raises(ProtocolError, match="missing field"):
         Model.from_event(data)
 
@@ -89,12 +132,73 @@ def test_frame_from_event() -> None:
     assert frame.applied_seq == 3
     assert frame.acquisition_running
     assert not frame.failsafe_active
+    assert frame.refused_frames == 0
+    assert frame.refusal is None
     assert frame.values == (21.5, True, "ok", 22.0, False, "eco", "")
 
 
-def test_frame_unknown_values() -> None:
-    frame = NodeFrame.from_event(_frame(x=",,,,,,"), _model())
-    assert frame.values == (None,) * 7
+def test_frame_counters_are_64_bit() -> None:
+    top = str(2**64 - 1)
+    frame = NodeFrame.from_event(
+        _frame(s=top, u=top, a=top, r=top, e=f"{top}:3:length"), _model()
+    )
+    assert frame.seq == frame.uptime_ms == frame.applied_seq == 2**64 - 1
+    assert frame.refused_frames == 2**64 - 1
+    assert frame.refusal == Refusal(2**64 - 1, 3, "length")
+
+
+@pytest.mark.parametrize(
+    ("text", "refusal"),
+    [
+        ("", None),
+        ("12:0:step", Refusal(12, 0, "step")),
+        ("12:3:option", Refusal(12, 3, "option")),
+        ("5::model", Refusal(5, None, "model")),
+        ("5::count", Refusal(5, None, "count")),
+        ("0::format", Refusal(0, None, "format")),  # seq unreadable: 0
+    ],
+)
+def test_frame_refusal(text: str, refusal: Refusal | None) -> None:
+    frame = NodeFrame.from_event(_frame(r="1", e=text), _model())
+    assert frame.refused_frames == 1
+    assert frame.refusal == refusal
+
+
+def test_refusal_reasons_are_the_rules_codes_and_the_frames() -> None:
+    from custom_components.data_exchange.rules import Refusal as Rule
+
+    assert {r.value for r in Rule} | {"model", "count", "acquisition"} == set(
+        REFUSAL_REASONS
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "12:0",
+        "12:0:step:x",
+        "12:0:bogus",
+        "12:0:STEP",
+        "x:0:step",
+        "-1:0:step",
+        "12:-1:step",
+        "12:a:step",
+        ":0:step",
+        "1" * 21 + ":0:step",
+        "\uff11:0:step",  # FULLWIDTH DIGIT ONE
+        "12 :0:step",
+    ],
+)
+def test_frame_rejects_malformed_refusal(text: str) -> None:
+    with pytest.raises(ProtocolError, match="refusal"):
+        NodeFrame.from_event(_frame(e=text), _model())
+
+
+def test_frame_without_refusal_key_has_no_refusal() -> None:
+    """Key e is new in protocol 2; a frame without it has no refusal to report."""
+    data = _frame()
+    del data["e"]
+    assert NodeFrame.from_event(data, _model()).refusal is None
 
 
 def test_frame_of_other_model() -> None:
@@ -107,10 +211,13 @@ def test_frame_of_other_model() -> None:
     "change",
     [
         {"v": "0"},
+        {"v": "1"},
         {"v": "11"},
         {"s": "-1"},
         {"s": "1.5"},
         {"s": "\uff19"},  # FULLWIDTH DIGIT NINE: a digit, but not ASCII
+        {"s": "1" * 21},
+        {"r": "-1"},
         {"q": "2"},
         {"x": "21.5,1,'ok,22,0,'eco"},  # one value short
         {"x": "21.5,1,'ok,22,0,'eco,',"},  # one too many
@@ -134,16 +241,112 @@ def test_frame_rejects_malformed(change: dict[str, str]) -> None:
         NodeFrame.from_event(_frame(**change), _model())
 
 
+# ---- numbers: 32-bit floats and their shortest text ----
+
 floats32 = st.floats(width=32, allow_nan=False, allow_infinity=False)
 
 
+def _bits(value: float) -> int:
+    return int(struct.unpack("<I", struct.pack("<f", value))[0])
+
+
+def _from_bits(bits: int) -> float:
+    return float(struct.unpack("<f", struct.pack("<I", bits))[0])
+
+
+def _c_strtof() -> object:
+    libc = ctypes.CDLL(None)
+    fn = libc.strtof
+    fn.restype = ctypes.c_float
+    fn.argtypes = [ctypes.c_char_p, ctypes.c_void_p]
+    return fn
+
+
+C_STRTOF = _c_strtof()
+
+
+def c_strtof(text: str) -> float:
+    """The C library's strtof (what the node runs), through ctypes."""
+    return float(C_STRTOF(text.encode(), None))  # type: ignore[operator]
+
+
 @given(floats32)
+@example(123456792.0)
+@example(f32(0.1))
+@example(f32(1.4e-45))  # the smallest subnormal
+@example(3.4028234663852886e38)  # the largest float
+@example(-0.0)
 def test_number_round_trip(value: float) -> None:
     encoded = encode_value(PointType.NUMBER, value)
+    # What the node does with the text: strtof gives the same 32-bit float back.
+    assert strtof(encoded) == value
+    assert c_strtof(encoded) == value
     decoded = decode_value(PointType.NUMBER, encoded)
-    assert decoded == value
-    # What the node does with it: strtof to a 32-bit float gives the same float back.
-    assert struct.unpack("f", struct.pack("f", decoded))[0] == value
+    assert decoded == canonical_number(value)
+    assert f32(decoded) == value  # Home Assistant's double is the node's float
+    assert encode_value(PointType.NUMBER, decoded) == encoded  # one text per number
+
+
+@given(floats32)
+@example(123456792.0)
+@example(16777216.0)
+@example(f32(163.85))
+def test_format_f32_is_the_shortest_that_reads_back(value: float) -> None:
+    """format_f32: the first of %.6g .. %.9g that strtof reads back as the same float."""
+    text = format_f32(value)
+    candidates = [f"{value:.{p}g}" for p in range(6, 10)]
+    assert text in candidates
+    assert c_strtof(text) == value
+    for shorter in candidates[: candidates.index(text)]:
+        assert c_strtof(shorter) != value
+    # %.9g always reads back, so it never falls through.
+    assert c_strtof(candidates[-1]) == value
+
+
+@given(floats32)
+def test_canonical_number_is_stable(value: float) -> None:
+    canonical = canonical_number(value)
+    assert canonical_number(canonical) == canonical
+    assert format_f32(canonical) == format_f32(value)
+    assert f32(canonical) == value
+
+
+def test_float32_examples() -> None:
+    assert canonical_number(123456789) == 123456790.0
+    assert format_f32(123456789) == "1.2345679e+08"
+    assert f32(123456789) == 123456792.0
+    assert format_f32(0.1) == "0.1"
+    assert format_f32(163.85) == "163.85"
+    assert format_f32(1e20) == "1e+20"
+    assert f32(1e39) == math.inf
+    assert f32(-1e39) == -math.inf
+
+
+def _midpoints() -> st.SearchStrategy[str]:
+    """Decimal texts at or within a hair of the midpoint between two adjacent floats.
+
+    Read through a double first, such a text can round twice and land on the wrong float;
+    strtof must decide as the C library does.
+    """
+
+    @st.composite
+    def build(draw: st.DrawFn) -> str:
+        bits = draw(st.integers(0, 0x7F7FFFFE))
+        below, above = _from_bits(bits), _from_bits(bits + 1)
+        middle = (Decimal(below) + Decimal(above)) / 2  # exact
+        nudge = draw(st.sampled_from([0, 1, -1]))
+        text = format(middle + nudge * Decimal("1e-60") * max(middle, Decimal(1)), "f")
+        return draw(st.sampled_from([text, "-" + text]))
+
+    return build()
+
+
+@given(_midpoints())
+@example("16777217")  # ties to even: 16777216
+@example("16777219")  # ties to even: 16777220
+@example("0.100000001490116119384765625")  # exactly 0.1f
+def test_strtof_matches_the_c_library(text: str) -> None:
+    assert _bits(strtof(text)) == _bits(c_strtof(text))
 
 
 @given(st.text())
@@ -156,6 +359,7 @@ def test_string_round_trip(value: str) -> None:
 @given(st.lists(st.one_of(st.none(), st.text(), floats32, st.booleans()), max_size=20))
 def test_values_round_trip(values: list[object]) -> None:
     types = []
+    expected: list[object] = []
     for v in values:
         if isinstance(v, bool):
             types.append(PointType.SWITCH)
@@ -163,9 +367,10 @@ def test_values_round_trip(values: list[object]) -> None:
             types.append(PointType.SENSOR)
         else:
             types.append(PointType.SELECT)
+        expected.append(canonical_number(v) if isinstance(v, float) else v)
     if not types:
         return
-    assert list(decode_values(encode_values(types, values), types)) == values
+    assert list(decode_values(encode_values(types, values), types)) == expected
 
 
 def test_encode_rejects_wrong_types() -> None:
@@ -181,16 +386,45 @@ def test_encode_rejects_wrong_types() -> None:
         encode_value(PointType.NUMBER, float("-inf"))
 
 
+# ---- desired frames ----
+
+
 def test_desired_frame() -> None:
     args = desired_frame(_model(), 5, 7, [21.5, True, None, "a,b"], acquisition=False)
     assert args == {
-        "seq": 5,
-        "seen": 7,
+        "seq": "5",
+        "seen": "7",
         "model": "0a1b2c3d",
         "values": "21.5,1,,'a%2Cb",
         "acquisition": 0,
     }
     assert desired_frame(_model(), 1, 0, [None] * 4)["acquisition"] == -1
+
+
+def test_desired_frame_numbers_are_the_nodes() -> None:
+    args = desired_frame(_model(), 1, 0, [123456789, None, None, None])
+    assert args["values"] == "1.2345679e+08,,,"
+
+
+@given(
+    seq=st.integers(0, 2**64 - 1),
+    seen=st.integers(0, 2**64 - 1),
+    acquisition=st.sampled_from([None, True, False]),
+)
+def test_desired_args_is_the_one_encoder(
+    seq: int, seen: int, acquisition: bool | None
+) -> None:
+    """Sequence numbers are decimal strings (the API's integer arguments are 32-bit)."""
+    model = _model()
+    values = [0.1, False, "eco", "x"]
+    args = desired_frame(model, seq, seen, values, acquisition)
+    assert args == desired_args(
+        model, seq, seen, encode_desired_values(model, values), acquisition
+    )
+    assert args["seq"] == str(seq)
+    assert args["seen"] == str(seen)
+    assert isinstance(args["acquisition"], int)
+    assert -(2**31) <= args["acquisition"] < 2**31
 
 
 def test_desired_frame_size_limit() -> None:
