@@ -564,11 +564,6 @@ def test_refusal_that_names_no_known_value_drops_nothing(
     assert {i: s.value for i, s in e.desired.items()} == {1: 25.0, 2: True, 3: "hello"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: a refusal drops the point's current desired value even when that "
-    "value is newer than the refused frame (it was not in it)",
-)
 def test_refusal_keeps_a_newer_write_of_the_refused_point() -> None:
     """The node refused frame N for point P; a write to P sent after N is not refused.
 
@@ -658,11 +653,6 @@ def test_restored_values_reconcile_by_boot_id(engine: ExchangeEngine) -> None:
     assert other.next_desired_frame(100.0)["values"] == "30,1"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: the refusal already taken is not remembered across a Home "
-    "Assistant restart; the node's old frame key e drops a later, valid write",
-)
 def test_old_refusal_is_not_taken_again_after_restore() -> None:
     """The node repeats its last refusal (key e) in every frame until the next one.
 

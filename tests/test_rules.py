@@ -160,24 +160,12 @@ def test_a_number_is_judged_like_its_canonical_form(value: float) -> None:
     assert refusal(limits, value) is refusal(limits, canonical_number(value))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rules.py: the canonical form of the largest float (3.4028235e38, the text the "
-    "node sends for it) is a double above FLOAT32_MAX and refused as out of range, though "
-    "it reads back as FLT_MAX, which the node holds and accepts",
-)
 def test_largest_float_as_the_node_reports_it() -> None:
     widest = Limits(PointType.NUMBER, -FLOAT32_MAX, FLOAT32_MAX, 0.0)
     assert refusal(widest, FLOAT32_MAX) is None
     assert refusal(widest, canonical_number(FLOAT32_MAX)) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=(OverflowError, ValueError),
-    reason="rules.py: a minimum of -inf or NaN (ESPHome's cv.float_ takes '-.inf') makes "
-    "math.floor raise instead of answering; the node's check_number accepts (NONE)",
-)
 @pytest.mark.parametrize("low", [-math.inf, math.nan])
 def test_non_finite_minimum_does_not_raise(low: float) -> None:
     assert refusal(Limits(PointType.NUMBER, low, 10.0, 1.0), 5.0) is None

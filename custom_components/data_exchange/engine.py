@@ -64,7 +64,7 @@ class ExchangeEngine:
         self.last_refusal: PointRefusal | None = None
         self.frame_carries_writes = False
         self._new_session = True
-        self._refusal_seq = 0  # newest refusal taken into account
+        self.refusal_seq = 0  # newest refusal taken into account
         self._group = 0
         # The encoded desired values, rebuilt only after a desired value changed (not every
         # cycle), and the desired values not yet carried by a frame (one entry per point).
@@ -274,28 +274,27 @@ class ExchangeEngine:
         return result
 
     def _take_refusal(self, node_refusal: NodeRefusal, result: FrameResult) -> None:
-        """The node refused a desired frame: drop what it refused, so the rest flows again.
-
-        The refused point's desired value goes (the point gets the node's value back as its
-        desired value if that is acceptable), and with it the other values of the same
-        grouped write: a grouped write is all-or-nothing.
-        """
-        if node_refusal.seq <= self._refusal_seq or node_refusal.seq > self.desired_seq:
+        """The node refused a desired frame: drop the refused point's value (the node's own
+        value then becomes desired, if acceptable) and the rest of its grouped write (all or
+        nothing), so every other point flows again. A value written since stays."""
+        if node_refusal.seq <= self.refusal_seq or node_refusal.seq > self.desired_seq:
             return
-        self._refusal_seq = node_refusal.seq
-        writable = self._require_model().writable
-        index = None
-        if node_refusal.point is not None and node_refusal.point < len(writable):
-            index = writable[node_refusal.point]
+        self.refusal_seq = node_refusal.seq
+        writable, point = self._require_model().writable, node_refusal.point
+        index = writable[point] if point is not None and point < len(writable) else None
         refused = PointRefusal(node_refusal.seq, index, node_refusal.reason)
         self.last_refusal = refused
         result.refused = refused
         if index is None:
             return
-        group = stamped.group if (stamped := self.desired.get(index)) else 0
-        for i in [i for i, s in self.desired.items() if group and s.group == group]:
-            self._drop_desired(i)
-        self._drop_desired(index)
+        stamped = self.desired.get(index)
+        if stamped is None or not 0 < stamped.seq <= refused.seq:
+            return
+        for i, s in list(self.desired.items()):
+            if (i == index or (stamped.group and s.group == stamped.group)) and (
+                0 < s.seq <= refused.seq
+            ):
+                self._drop_desired(i)
         result.desired_changed = True
 
     def _pending(self, desired: Stamped) -> bool:

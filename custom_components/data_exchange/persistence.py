@@ -62,3 +62,5 @@ def restore_engine(engine: ExchangeEngine, data: dict[str, Any]) -> None:
     if acquisition is not None:
         engine.keep_acquisition(stamped_from_dict(acquisition, PointType.SWITCH))
     engine.acquisition_running = bool(data.get("acquisition_running", True))
+    # A node repeats its last refusal in every frame; one from before the restart is old.
+    engine.refusal_seq = engine.desired_seq

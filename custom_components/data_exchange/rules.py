@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 import math
 
-from .float32 import FLOAT32_MAX, f32
+from .float32 import f32
 from .protocol import PointType, Value
 
 # Tolerances of the step check: a thousandth of a step, plus the float rounding of the value,
@@ -60,7 +60,8 @@ def number_refusal(
     if v < lo or v > hi:
         return Refusal.RANGE
     if st > 0:
-        k = float(math.floor((v - lo) / st + 0.5))
+        q = (v - lo) / st + 0.5
+        k = float(math.floor(q)) if math.isfinite(q) else q  # C's floor keeps inf/NaN
         grid = lo + k * st
         tolerance = st * STEP_TOLERANCE + (abs(v) + abs(lo)) * ROUNDING_TOLERANCE
         if abs(v - grid) > tolerance:
@@ -80,7 +81,7 @@ def refusal(limits: Limits, value: Value) -> Refusal | None:
             return Refusal.RANGE
         if math.isnan(number):
             return Refusal.FORMAT
-        if math.isinf(number) or abs(number) > FLOAT32_MAX:
+        if math.isinf(f32(number)):  # beyond the largest float (which itself is fine)
             return Refusal.RANGE
         return number_refusal(number, limits.min_value, limits.max_value, limits.step)
     if ptype is PointType.SWITCH:
