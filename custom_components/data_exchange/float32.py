@@ -33,11 +33,20 @@ def _f32_neighbours(value: float) -> tuple[float, float]:
 def strtof(text: str) -> float:
     """A decimal read straight into the nearest 32-bit float, as C's strtof does.
 
-    Going through a double first can round twice; this decides with exact fractions.
+    Going through a double first can round twice, but only when the double lands exactly
+    halfway between two floats (or on one); then exact fractions decide.
     """
+    double = float(text)
+    candidate = f32(double)
+    if not math.isfinite(candidate):
+        return candidate
+    if double != candidate and all(
+        not math.isfinite(other) or double != (candidate + other) / 2
+        for other in _f32_neighbours(candidate)
+    ):
+        return candidate  # no tie: the double's rounding is the decimal's
     exact = Fraction(text)
-    candidate = f32(float(text))
-    if not math.isfinite(candidate) or Fraction(candidate) == exact:
+    if Fraction(candidate) == exact:
         return candidate
     best = candidate
     for other in _f32_neighbours(candidate):
