@@ -68,6 +68,7 @@ from .const import (
     STORE_REPORTED_WITHIN,
 )
 from .engine import ExchangeEngine
+from .plain import plain
 from .protocol import (
     DESCRIBE_ACTION,
     FRAME_EVENT,
@@ -538,7 +539,10 @@ class DataExchangeCoordinator:
                 is_fixable=False,
                 severity=ir.IssueSeverity.ERROR,
                 translation_key="model_mismatch",
-                translation_placeholders={"name": self.name, "error": str(err)},
+                translation_placeholders={
+                    "name": plain(self.name),
+                    "error": plain(err),
+                },
             )
             return
         ir.async_delete_issue(self.hass, DOMAIN, self._issue_id("model_mismatch"))
@@ -608,7 +612,7 @@ class DataExchangeCoordinator:
             is_fixable=False,
             severity=ir.IssueSeverity.WARNING,
             translation_key="no_encryption",
-            translation_placeholders={"name": self.name},
+            translation_placeholders={"name": plain(self.name)},
             learn_more_url="https://esphome.io/components/api.html#configuration-variables",
         )
 
@@ -769,9 +773,9 @@ class DataExchangeCoordinator:
             severity=ir.IssueSeverity.WARNING,
             translation_key="refused",
             translation_placeholders={
-                "name": self.name,
-                "point": point,
-                "reason": refused.reason,
+                "name": plain(self.name),
+                "point": plain(point),
+                "reason": plain(refused.reason),
             },
         )
 

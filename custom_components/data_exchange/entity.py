@@ -12,6 +12,7 @@ from homeassistant.helpers.entity import Entity, EntityDescription
 
 from .const import ATTR_CHANGED_BY, ATTR_REASON, ATTR_REPORTED_AT, ATTR_STALE, DOMAIN
 from .coordinator import TOPIC_NODE, DataExchangeCoordinator, NodePoint
+from .plain import plain
 from .protocol import Value
 from .services import validate_value
 
@@ -124,7 +125,7 @@ def not_connected(coordinator: DataExchangeCoordinator) -> HomeAssistantError:
     return HomeAssistantError(
         translation_domain=DOMAIN,
         translation_key="not_connected",
-        translation_placeholders={"node": coordinator.name},
+        translation_placeholders={"node": plain(coordinator.name)},
     )
 
 
