@@ -10,6 +10,12 @@ import struct
 from hypothesis import example, given, strategies as st
 import pytest
 
+from custom_components.data_exchange.float32 import (
+    canonical_number,
+    f32,
+    format_f32,
+    strtof,
+)
 from custom_components.data_exchange.protocol import (
     MAX_DESIRED_VALUES_BYTES,
     PROTOCOL_VERSION,
@@ -19,7 +25,6 @@ from custom_components.data_exchange.protocol import (
     PointType,
     ProtocolError,
     Refusal,
-    canonical_number,
     decode_value,
     decode_values,
     desired_args,
@@ -27,9 +32,6 @@ from custom_components.data_exchange.protocol import (
     encode_desired_values,
     encode_value,
     encode_values,
-    f32,
-    format_f32,
-    strtof,
 )
 
 MODEL_EVENT = {
@@ -41,6 +43,7 @@ MODEL_EVENT = {
     "b": "0123456789abcdef",
     "u": "98765",
     "s": "41",
+    "k": "00112233445566ff",
 }
 
 
@@ -392,6 +395,7 @@ def test_encode_rejects_wrong_types() -> None:
 def test_desired_frame() -> None:
     args = desired_frame(_model(), 5, 7, [21.5, True, None, "a,b"], acquisition=False)
     assert args == {
+        "token": "00112233445566ff",
         "seq": "5",
         "seen": "7",
         "model": "0a1b2c3d",
@@ -399,6 +403,20 @@ def test_desired_frame() -> None:
         "acquisition": 0,
     }
     assert desired_frame(_model(), 1, 0, [None] * 4)["acquisition"] == -1
+
+
+def test_the_token_is_required_and_never_stored() -> None:
+    """Desired frames carry the node's per-boot secret (only Data Exchange gets it)."""
+    with pytest.raises(ProtocolError, match="'k'"):
+        Model.from_event({k: v for k, v in MODEL_EVENT.items() if k != "k"})
+    with pytest.raises(ProtocolError, match="'k'"):
+        Model.from_event({**MODEL_EVENT, "k": "not-hex-at-all!!"})
+    assert "00112233445566ff" not in repr(_model())
+    stored = Model.from_event(
+        {k: v for k, v in MODEL_EVENT.items() if k != "k"}, stored=True
+    )
+    assert stored.token == ""
+    assert stored.points == _model().points
 
 
 def test_desired_frame_numbers_are_the_nodes() -> None:

@@ -9,6 +9,7 @@ from homeassistant.helpers.typing import ConfigType
 
 from .const import DOMAIN, STORAGE_VERSION
 from .coordinator import PLATFORMS, DataExchangeConfigEntry, DataExchangeCoordinator
+from .export import async_remove_all_exports, async_setup_exports
 from .services import async_setup_services
 
 __all__ = ["DOMAIN"]
@@ -17,8 +18,9 @@ CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 
 
 async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
-    """Register the actions (once, for every node)."""
+    """Register the actions and the export download (once, for every node)."""
     async_setup_services(hass)
+    await async_setup_exports(hass)
     return True
 
 
@@ -40,10 +42,14 @@ async def async_setup_entry(
 async def async_remove_entry(
     hass: HomeAssistant, entry: DataExchangeConfigEntry
 ) -> None:
-    """The node was deleted: forget its stored state and its repair issues."""
+    """The node was deleted: forget its stored state, its repair issues and the exports.
+
+    Exports may mix several nodes' points, so all of them go (they are download files).
+    """
     await Store(hass, STORAGE_VERSION, f"{DOMAIN}.{entry.entry_id}").async_remove()
     for kind in ("no_encryption", "model_mismatch"):
         ir.async_delete_issue(hass, DOMAIN, f"{kind}_{entry.entry_id}")
+    await async_remove_all_exports(hass)
 
 
 async def async_unload_entry(

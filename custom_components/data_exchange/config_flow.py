@@ -1,4 +1,9 @@
-"""Config flow: add a node by address or by discovery; reauth, reconfigure, options."""
+"""Config flow: add a node by address or by discovery; reauth, reconfigure.
+
+No silent downgrade (downgrade.py): no form drops a stored key. Reauth requires a key;
+Reconfigure keeps the stored key when the field is left empty; only its "remove encryption"
+box, confirmed in a separate step that says what the user gives up, removes it.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,6 @@ import base64
 import binascii
 from collections.abc import Mapping
 from ipaddress import ip_address
-import math
 import re
 from typing import Any
 
@@ -23,16 +27,12 @@ from homeassistant.config_entries import (
     ConfigEntry,
     ConfigFlow,
     ConfigFlowResult,
-    OptionsFlowWithReload,
 )
 from homeassistant.const import CONF_HOST, CONF_PORT
 from homeassistant.core import callback
 from homeassistant.helpers.device_registry import format_mac
 from homeassistant.helpers.selector import (
     BooleanSelector,
-    NumberSelector,
-    NumberSelectorConfig,
-    NumberSelectorMode,
     TextSelector,
     TextSelectorConfig,
     TextSelectorType,
@@ -40,23 +40,10 @@ from homeassistant.helpers.selector import (
 from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
 import probatio
 
-from .const import (
-    CLIENT_INFO,
-    CONF_CYCLE,
-    CONF_DEVICE_NAME,
-    CONF_KEEP_VALUES,
-    CONF_NOISE_PSK,
-    CONF_STALE_AFTER,
-    CONF_WRITER_PRIORITY_DELAY,
-    DEFAULT_CYCLE,
-    DEFAULT_KEEP_VALUES,
-    DEFAULT_PORT,
-    DEFAULT_STALE_AFTER,
-    DEFAULT_WRITER_PRIORITY_DELAY,
-    DOMAIN,
-    MAX_CYCLE,
-    MIN_CYCLE,
-)
+from . import downgrade
+from .const import CLIENT_INFO, CONF_DEVICE_NAME, CONF_NOISE_PSK, DEFAULT_PORT, DOMAIN
+from .options_flow import DataExchangeOptionsFlow
+from .plain import plain
 
 # A host name (RFC 1123 labels); addresses are checked by ipaddress. Nothing else reaches
 # the client.
@@ -65,14 +52,27 @@ _HOST = re.compile(
     r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?"
 )
 _KEY_SELECTOR = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
+# Reconfigure of an entry with a key: the box that leads to the confirmation step, and that
+# step's own box.
+CONF_REMOVE_ENCRYPTION = "remove_encryption"
+CONF_CONFIRM = "confirm"
 # Errors shown at the key field; the others concern the whole form.
 _KEY_ERRORS = frozenset(
-    {"invalid_key", "invalid_key_format", "key_required", "node_without_encryption"}
+    {
+        "invalid_key",
+        "invalid_key_format",
+        "key_required",
+        "node_without_encryption",
+        "answered_without_encryption",
+    }
 )
 
 
-def _errors(error: str | None) -> dict[str, str]:
+def _errors(error: str | None, keyed: bool = False) -> dict[str, str]:
+    """The form's errors; ``keyed``: the entry has a key, which no answer talks away."""
     error = error or "cannot_connect"
+    if keyed and error == "node_without_encryption":
+        error = "answered_without_encryption"
     return {CONF_NOISE_PSK if error in _KEY_ERRORS else "base": error}
 
 
@@ -147,25 +147,39 @@ class DataExchangeConfigFlow(ConfigFlow, domain=DOMAIN):
         user_input: dict[str, Any] | None,
         suggested: dict[str, Any],
     ) -> ConfigFlowResult:
-        """Host, port and key (user and reconfigure steps): connect, then create or update."""
+        """Host, port and key (user and reconfigure steps): connect, then create or update.
+
+        Reconfigure of an entry with a key: an empty key field keeps the stored key, and
+        only the remove-encryption box (then its confirmation step) removes it.
+        """
+        stored = self._stored_key()
         errors: dict[str, str] = {}
         if user_input is not None:
             self._host = user_input[CONF_HOST].strip()
             self._port = int(user_input[CONF_PORT])
-            key = (user_input.get(CONF_NOISE_PSK) or "").strip() or None
+            if (
+                stored
+                and user_input.get(CONF_REMOVE_ENCRYPTION)
+                and valid_host(self._host)
+            ):
+                return await self.async_step_remove_encryption()
+            key = (user_input.get(CONF_NOISE_PSK) or "").strip() or stored
             info, error = await async_try_connect(self._host, self._port, key)
             if info is not None:
                 return await self._async_create_or_update(info, key)
-            errors = _errors(error)
-        schema = probatio.Schema(
-            {
-                probatio.Required(CONF_HOST): str,
-                probatio.Required(CONF_PORT): probatio.All(
-                    probatio.Coerce(int), probatio.Range(min=1, max=65535)
-                ),
-                probatio.Optional(CONF_NOISE_PSK): _KEY_SELECTOR,
-            }
-        )
+            errors = _errors(error, keyed=bool(stored))
+        fields: dict[Any, Any] = {
+            probatio.Required(CONF_HOST): str,
+            probatio.Required(CONF_PORT): probatio.All(
+                probatio.Coerce(int), probatio.Range(min=1, max=65535)
+            ),
+            probatio.Optional(CONF_NOISE_PSK): _KEY_SELECTOR,
+        }
+        if stored:
+            fields[probatio.Optional(CONF_REMOVE_ENCRYPTION, default=False)] = (
+                BooleanSelector()
+            )
+        schema = probatio.Schema(fields)
         return self.async_show_form(
             step_id=step_id,
             data_schema=self.add_suggested_values_to_schema(
@@ -213,7 +227,7 @@ class DataExchangeConfigFlow(ConfigFlow, domain=DOMAIN):
         self._set_confirm_only()
         return self.async_show_form(
             step_id="discovery_confirm",
-            description_placeholders={"name": self._name},
+            description_placeholders={"name": plain(self._name)},
             errors=errors,
         )
 
@@ -237,7 +251,7 @@ class DataExchangeConfigFlow(ConfigFlow, domain=DOMAIN):
             data_schema=probatio.Schema(
                 {probatio.Required(CONF_NOISE_PSK): _KEY_SELECTOR}
             ),
-            description_placeholders={"name": self._name or self._host},
+            description_placeholders={"name": plain(self._name or self._host)},
             errors=errors,
         )
 
@@ -254,10 +268,15 @@ class DataExchangeConfigFlow(ConfigFlow, domain=DOMAIN):
     async def async_step_reauth_confirm(
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
+        """A key, always: a node that answers without one never talks the key away."""
         errors: dict[str, str] = {}
         if user_input is not None:
-            key = (user_input.get(CONF_NOISE_PSK) or "").strip() or None
-            info, error = await async_try_connect(self._host, self._port, key)
+            key = user_input[CONF_NOISE_PSK].strip()
+            info, error = (
+                await async_try_connect(self._host, self._port, key)
+                if key
+                else (None, "key_required")
+            )
             if info is not None:
                 entry = self._get_reauth_entry()
                 await self.async_set_unique_id(format_mac(info.mac_address))
@@ -265,13 +284,13 @@ class DataExchangeConfigFlow(ConfigFlow, domain=DOMAIN):
                 return self.async_update_reload_and_abort(
                     entry, data_updates={CONF_NOISE_PSK: key}
                 )
-            errors = _errors(error)
+            errors = _errors(error, keyed=True)
         return self.async_show_form(
             step_id="reauth_confirm",
             data_schema=probatio.Schema(
-                {probatio.Optional(CONF_NOISE_PSK): _KEY_SELECTOR}
+                {probatio.Required(CONF_NOISE_PSK): _KEY_SELECTOR}
             ),
-            description_placeholders={"name": self._name},
+            description_placeholders={"name": plain(self._name)},
             errors=errors,
         )
 
@@ -284,6 +303,44 @@ class DataExchangeConfigFlow(ConfigFlow, domain=DOMAIN):
             user_input,
             {CONF_HOST: entry.data[CONF_HOST], CONF_PORT: entry.data[CONF_PORT]},
         )
+
+    async def async_step_remove_encryption(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Removing a key: explicit, after saying what it gives up and who would want it."""
+        entry = self._get_reconfigure_entry()
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            if not user_input[CONF_CONFIRM]:
+                errors = {CONF_CONFIRM: "confirm_required"}
+            else:
+                info, error = await async_try_connect(self._host, self._port, None)
+                if info is not None:
+                    node_id = entry.unique_id or entry.data[CONF_HOST]
+                    downgrade.async_clear(self.hass, node_id)
+                    return await self._async_create_or_update(info, None)
+                # The node still asks for its key: nothing to remove.
+                if error == "key_required":
+                    error = "still_encrypted"
+                errors = {"base": error or "cannot_connect"}
+        return self.async_show_form(
+            step_id="remove_encryption",
+            data_schema=probatio.Schema(
+                {probatio.Required(CONF_CONFIRM, default=False): BooleanSelector()}
+            ),
+            description_placeholders={
+                "name": plain(entry.title),
+                "host": plain(f"{self._host}:{self._port}"),
+            },
+            errors=errors,
+        )
+
+    def _stored_key(self) -> str | None:
+        """The key of the entry being reconfigured (None in every other flow)."""
+        if self.source != SOURCE_RECONFIGURE:
+            return None
+        key: str | None = self._get_reconfigure_entry().data.get(CONF_NOISE_PSK)
+        return key or None
 
     async def _async_create_or_update(
         self, info: NodeDeviceInfo, key: str | None
@@ -302,64 +359,10 @@ class DataExchangeConfigFlow(ConfigFlow, domain=DOMAIN):
             return self.async_update_reload_and_abort(
                 self._get_reconfigure_entry(), data_updates=data
             )
-        self._abort_if_unique_id_configured(updates=data)
+        # Adding a node again (or its discovery) without a key never drops a stored key:
+        # a node answering without encryption may be anything (downgrade.py).
+        updates = (
+            data if key else {k: v for k, v in data.items() if k != CONF_NOISE_PSK}
+        )
+        self._abort_if_unique_id_configured(updates=updates)
         return self.async_create_entry(title=info.friendly_name or info.name, data=data)
-
-
-class DataExchangeOptionsFlow(OptionsFlowWithReload):
-    """Cycle, writer priority delay, staleness and what stale values look like."""
-
-    async def async_step_init(
-        self, user_input: dict[str, Any] | None = None
-    ) -> ConfigFlowResult:
-        errors: dict[str, str] = {}
-        if user_input is not None:
-            # The number selector checks the range, but NaN is in every range.
-            errors = {
-                field: "invalid_number"
-                for field in (CONF_CYCLE, CONF_WRITER_PRIORITY_DELAY, CONF_STALE_AFTER)
-                if not math.isfinite(user_input[field])
-            }
-            if not errors and user_input[CONF_STALE_AFTER] <= user_input[CONF_CYCLE]:
-                errors[CONF_STALE_AFTER] = "stale_after_too_short"
-            if not errors:
-                return self.async_create_entry(data=user_input)
-        options = self.config_entry.options
-
-        def seconds(minimum: float, maximum: float, step: float) -> NumberSelector:
-            return NumberSelector(
-                NumberSelectorConfig(
-                    min=minimum,
-                    max=maximum,
-                    step=step,
-                    unit_of_measurement="s",
-                    mode=NumberSelectorMode.BOX,
-                )
-            )
-
-        schema = probatio.Schema(
-            {
-                probatio.Required(
-                    CONF_CYCLE, default=options.get(CONF_CYCLE, DEFAULT_CYCLE)
-                ): seconds(MIN_CYCLE, MAX_CYCLE, 0.05),
-                probatio.Required(
-                    CONF_WRITER_PRIORITY_DELAY,
-                    default=options.get(
-                        CONF_WRITER_PRIORITY_DELAY, DEFAULT_WRITER_PRIORITY_DELAY
-                    ),
-                ): seconds(0, 600, 0.1),
-                probatio.Required(
-                    CONF_STALE_AFTER,
-                    default=options.get(CONF_STALE_AFTER, DEFAULT_STALE_AFTER),
-                ): seconds(1, 86400, 1),
-                probatio.Required(
-                    CONF_KEEP_VALUES,
-                    default=options.get(CONF_KEEP_VALUES, DEFAULT_KEEP_VALUES),
-                ): BooleanSelector(),
-            }
-        )
-        return self.async_show_form(
-            step_id="init",
-            data_schema=self.add_suggested_values_to_schema(schema, user_input),
-            errors=errors,
-        )

@@ -32,6 +32,7 @@ from aioesphomeapi.client_base import KEEP_ALIVE_FREQUENCY
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.device_registry import format_mac
 
+from . import downgrade
 from .const import CLIENT_INFO, MODE_ENTITY, MODE_FRAME
 from .protocol import DESCRIBE_ACTION, FRAME_EVENT, MODEL_EVENT, WRITE_ACTION
 
@@ -126,6 +127,8 @@ class NodeConnection:
             zeroconf_instance=self.zeroconf_instance,
             name=self.name,
             on_connect_error=self._on_connect_error,
+            # Never: a node that answers without encryption keeps failing (downgrade.py).
+            allow_plaintext_fallback=False,
         )
         await self._reconnect.start()
 
@@ -138,15 +141,23 @@ class NodeConnection:
         if self.client is not None:
             await self.client.disconnect(force=True)
         self.session = None
+        downgrade.async_clear(self.hass, self.node_id)
 
     async def async_drop(self) -> None:
         """Close the current connection; ReconnectLogic connects again after its back-off."""
         if self.client is not None:
             await self.client.disconnect()
 
+    @property
+    def node_id(self) -> str:
+        """What names this node in repair issues: its MAC, else its host."""
+        return self.expected_mac or self.host
+
     async def _on_connect(self) -> None:
         assert self.client is not None
         client = self.client
+        # Connected with the key (or without one configured): no downgrade (any more).
+        downgrade.async_clear(self.hass, self.node_id)
         try:
             (
                 device_info,
@@ -203,6 +214,8 @@ class NodeConnection:
         if not self._unavailable_logged and not self.hass.is_stopping:
             _LOGGER.info("Node %s is unavailable: %s", self.name, err)
             self._unavailable_logged = True
+        if self.noise_psk and isinstance(err, EncryptionPlaintextAPIError):
+            downgrade.async_report(self.hass, self.node_id, self.name, self.host)
         if isinstance(err, AUTH_ERRORS):
             await self.listener.async_on_auth_error(err)
 

@@ -45,6 +45,7 @@ ATTR_CHANGED_BY: Final = "changed_by"
 ATTR_REPORTED_AT: Final = "reported_at"
 ATTR_REASON: Final = "reason"
 ATTR_POINT: Final = "point"
+ATTR_FOREIGN_REQUESTS: Final = "foreign_requests"
 
 MODE_FRAME: Final = "frame"
 MODE_ENTITY: Final = "entity"

@@ -269,7 +269,7 @@ class DataExchangeCoordinator:
                 for item in stored.get("infos", [])
             ]
             model_event = stored.get("model")
-            model = Model.from_event(model_event) if model_event else None
+            model = Model.from_event(model_event, stored=True) if model_event else None
             self._set_points(infos, model, model_event)
             if model is not None or self.points:
                 self.engine.restore(stored.get("engine") or {})
@@ -654,7 +654,8 @@ class DataExchangeCoordinator:
             except ProtocolError as err:
                 self._reject(err)
                 return
-            self._model_event = dict(data)
+            # The per-boot secret is not kept: the node gives it on every connection.
+            self._model_event = {k: v for k, v in data.items() if k != "k"}
             self._describe.set_result(model)
             return
         if (
@@ -674,15 +675,16 @@ class DataExchangeCoordinator:
             self._reject(err)
             return
         now = time.monotonic()
-        missed = self.engine.stats.missed
-        refused = self.engine.stats.refused_by_node
+        stats = self.engine.stats
+        counters = (stats.missed, stats.refused_by_node, stats.foreign_requests)
         result = self.engine.on_frame(frame, now, time.time())
         if not result.accepted:
             return
         self.last_frame_time = now
-        stats_changed = (
-            self.engine.stats.missed != missed
-            or self.engine.stats.refused_by_node != refused
+        stats_changed = counters != (
+            stats.missed,
+            stats.refused_by_node,
+            stats.foreign_requests,
         )
         if result.acknowledged is not None and self._sent_at is not None:
             seq, sent = self._sent_at

@@ -227,6 +227,7 @@ class ExchangeEngine:
             return FrameResult(accepted=False)
         self._new_session = False
         stats.refused_by_node = frame.refused_frames
+        stats.foreign_requests = frame.foreign_requests
         self.node_uptime_ms = frame.uptime_ms
 
         result = FrameResult(accepted=True)

@@ -14,39 +14,7 @@ import math
 import re
 from typing import Final
 
-# Re-exported: the wire format's numbers (float32.py) are part of the protocol's interface.
-from .float32 import FLOAT32_MAX, canonical_number, f32, format_f32, strtof
-
-__all__ = [
-    "CLIENT_INFO_PREFIX",
-    "DESCRIBE_ACTION",
-    "FLOAT32_MAX",
-    "FRAME_EVENT",
-    "MAX_DESIRED_VALUES_BYTES",
-    "MAX_EVENT_BYTES",
-    "MODEL_EVENT",
-    "PROTOCOL_VERSION",
-    "REFUSAL_REASONS",
-    "WRITE_ACTION",
-    "Model",
-    "ModelPoint",
-    "NodeFrame",
-    "PointType",
-    "ProtocolError",
-    "Refusal",
-    "Value",
-    "canonical_number",
-    "decode_value",
-    "decode_values",
-    "desired_args",
-    "desired_frame",
-    "encode_desired_values",
-    "encode_value",
-    "encode_values",
-    "f32",
-    "format_f32",
-    "strtof",
-]
+from .float32 import format_f32
 
 PROTOCOL_VERSION: Final = 2
 # Nodes send frames only to API clients whose Hello starts with this name.
@@ -128,6 +96,8 @@ class Model:
     # Where the node stood when it answered the describe request: its boot id (random per
     # boot), uptime (ms) and the number of its last frame. Not part of the model's identity.
     boot_id: str = field(default="", compare=False)
+    # This boot's secret: every desired frame carries it (only Data Exchange clients get it).
+    token: str = field(default="", compare=False, repr=False)
     uptime_ms: int = field(default=0, compare=False)
     node_seq: int = field(default=0, compare=False)
 
@@ -137,9 +107,15 @@ class Model:
         return tuple(i for i, p in enumerate(self.points) if p.type.writable)
 
     @classmethod
-    def from_event(cls, data: Mapping[str, str]) -> Model:
-        """Decode a model event (``esphome.data_exchange_model``)."""
-        _check_version(data)
+    def from_event(cls, data: Mapping[str, str], *, stored: bool = False) -> Model:
+        """Decode a model event (``esphome.data_exchange_model``).
+
+        ``stored``: one kept in the Store (points and ids only; its per-boot keys were not
+        kept and its version may be older): it describes the entities before the node
+        answers, and is replaced by the node's own answer on every connection.
+        """
+        if not stored:
+            _check_version(data)
         model_id = _field(data, "m")
         if not _HEX8.fullmatch(model_id):
             raise ProtocolError(f"malformed model id {model_id[:16]!r}")
@@ -155,12 +131,15 @@ class Model:
             points.append(ModelPoint(ptype, int(item[1:], 16)))
         if not points:
             raise ProtocolError("a model has at least one point")
+        if stored:
+            return cls(model_id, _uint(data, "c"), _uint(data, "t"), tuple(points))
         return cls(
             model_id,
             _uint(data, "c"),
             _uint(data, "t"),
             tuple(points),
-            boot_id=_boot_id(data),
+            boot_id=_hex16(data, "b"),
+            token=_hex16(data, "k"),
             uptime_ms=_uint(data, "u"),
             node_seq=_uint(data, "s"),
         )
@@ -179,6 +158,8 @@ class NodeFrame:
     refused_frames: int  # desired frames the node refused since boot
     refusal: Refusal | None  # the last one (None: none since boot)
     values: tuple[Value, ...]
+    # Desired frames from other API clients the node ignored since boot (key "o").
+    foreign_requests: int = 0
 
     @classmethod
     def from_event(cls, data: Mapping[str, str], model: Model) -> NodeFrame:
@@ -200,6 +181,7 @@ class NodeFrame:
             failsafe_active=_flag(data, "f"),
             refused_frames=_uint(data, "r"),
             refusal=Refusal.decode(data.get("e", "")),
+            foreign_requests=_uint(data, "o") if "o" in data else 0,
             values=decode_values(_field(data, "x"), [p.type for p in model.points]),
         )
 
@@ -240,10 +222,10 @@ REFUSAL_REASONS: Final = frozenset(
 )
 
 
-def _boot_id(data: Mapping[str, str]) -> str:
-    value = _field(data, "b")
+def _hex16(data: Mapping[str, str], key: str) -> str:
+    value = _field(data, key)
     if not _HEX16.fullmatch(value):
-        raise ProtocolError(f"malformed boot id {value[:20]!r}")
+        raise ProtocolError(f"field {key!r} is not 16 hex digits")
     return value
 
 
@@ -379,6 +361,7 @@ def desired_args(
     a 32-bit counter of frames would not last a year at the shortest cycle.
     """
     return {
+        "token": model.token,
         "seq": str(seq),
         "seen": str(seen),
         "model": model.model_id,

@@ -21,7 +21,13 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity import Entity
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .const import ATTR_POINT, ATTR_REASON, MODE_ENTITY, MODE_FRAME
+from .const import (
+    ATTR_FOREIGN_REQUESTS,
+    ATTR_POINT,
+    ATTR_REASON,
+    MODE_ENTITY,
+    MODE_FRAME,
+)
 from .coordinator import (
     TOPIC_IGNORED,
     TOPIC_STATS,
@@ -191,12 +197,15 @@ class RefusedFramesSensor(NodeEntity, SensorEntity):
 
     @property
     def extra_state_attributes(self) -> dict[str, Any]:
-        last = self.coordinator.engine.last_refusal
-        if last is None:
-            return {ATTR_POINT: None, ATTR_REASON: None}
+        engine = self.coordinator.engine
+        last = engine.last_refusal
         return {
-            ATTR_POINT: self.coordinator.point_name(last.index),
-            ATTR_REASON: last.reason,
+            ATTR_POINT: None
+            if last is None
+            else self.coordinator.point_name(last.index),
+            ATTR_REASON: None if last is None else last.reason,
+            # Desired frames other API clients sent; the node ignored them.
+            ATTR_FOREIGN_REQUESTS: engine.stats.foreign_requests,
         }
 
 

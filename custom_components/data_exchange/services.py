@@ -1,4 +1,4 @@
-"""Actions: grouped atomic writes, CSV export from the recorder, resync.
+"""Actions: grouped atomic writes, CSV export from the recorder (export.py), resync.
 
 Every argument is validated before anything happens: a call either does all it was asked
 or nothing, and says why in a translated error.
@@ -6,14 +6,8 @@ or nothing, and says why in a translated error.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-import csv
 from dataclasses import dataclass
-from datetime import datetime
-import heapq
-from pathlib import Path
 import re
-import secrets
 from typing import Any, cast
 
 from homeassistant.config_entries import ConfigEntryState
@@ -33,8 +27,9 @@ from homeassistant.helpers import (
 from homeassistant.util import dt as dt_util
 import probatio
 
-from .const import ATTR_CHANGED_BY, DOMAIN, MODE_FRAME
+from .const import DOMAIN, MODE_FRAME
 from .coordinator import DataExchangeCoordinator, NodePoint
+from .export import ExportColumn, async_export
 from .float32 import canonical_number
 from .protocol import PointType, Value
 from .rules import Refusal, limits_of, refusal
@@ -48,9 +43,6 @@ ATTR_ENTITY_ID = "entity_id"
 ATTR_DEVICE_ID = "device_id"
 ATTR_START = "start"
 ATTR_END = "end"
-
-EXPORT_DIR = ("www", DOMAIN)  # served at /local/data_exchange/ for download
-EXPORT_PAGE = 1000  # rows read from the recorder at a time, per point
 
 WRITE_SCHEMA = probatio.Schema(
     {probatio.Required(ATTR_VALUES): probatio.All(dict, probatio.Length(min=1))}
@@ -180,86 +172,17 @@ async def _async_write(call: ServiceCall) -> None:
 
 
 async def _async_export_history(call: ServiceCall) -> ServiceResponse:
-    from homeassistant.components.recorder import get_instance
-
     hass = call.hass
-    entity_ids: list[str] = call.data[ATTR_ENTITY_ID]
-    for entity_id in entity_ids:
-        _resolve(hass, entity_id)
+    columns = []
+    for entity_id in call.data[ATTR_ENTITY_ID]:
+        point = _resolve(hass, entity_id).point
+        # Numbers are written bare; everything else is text (export.py: CSV injection).
+        columns.append(ExportColumn(entity_id, point.type.kind == "number"))
     start = dt_util.as_utc(call.data[ATTR_START])
     end = dt_util.as_utc(call.data.get(ATTR_END) or dt_util.utcnow())
     if end <= start:
         raise _error("bad_range", start=start.isoformat(), end=end.isoformat())
-    folder = Path(hass.config.path(*EXPORT_DIR))
-    # Unguessable: files under www/ are served without authentication.
-    name = f"export-{dt_util.utcnow():%Y%m%dT%H%M%SZ}-{secrets.token_hex(8)}.csv"
-    rows = await get_instance(hass).async_add_executor_job(
-        _write_csv, hass, folder / name, entity_ids, start, end
-    )
-    return {
-        "path": str(folder / name),
-        "url": f"/local/{DOMAIN}/{name}",
-        "rows": rows,
-    }
-
-
-def _point_rows(
-    hass: HomeAssistant, entity_id: str, start: datetime, end: datetime
-) -> Iterator[tuple[datetime, str, str, str]]:
-    """One point's recorded changes in [start, end), read EXPORT_PAGE rows at a time."""
-    from homeassistant.components.recorder.history import state_changes_during_period
-
-    cursor = start
-    last: datetime | None = None
-    while True:
-        page = state_changes_during_period(
-            hass,
-            cursor,
-            end,
-            entity_id,
-            limit=EXPORT_PAGE,
-            include_start_time_state=False,
-        ).get(entity_id, [])
-        for state in page:
-            changed = state.last_changed
-            if (last is not None and changed <= last) or changed >= end:
-                continue  # the page boundary is read twice; the end is exclusive
-            last = changed
-            yield (
-                changed,
-                entity_id,
-                state.state,
-                str(state.attributes.get(ATTR_CHANGED_BY, "")),
-            )
-        if len(page) < EXPORT_PAGE or last is None:
-            return
-        cursor = last
-
-
-def _write_csv(
-    hass: HomeAssistant,
-    path: Path,
-    entity_ids: list[str],
-    start: datetime,
-    end: datetime,
-) -> int:
-    """Stream the recorder's rows into a CSV file, in time order across points.
-
-    Memory is bounded by EXPORT_PAGE rows per point, however long the range.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rows = 0
-    with path.open("w", newline="", encoding="utf-8") as file:
-        writer = csv.writer(file)
-        writer.writerow(["time", "entity_id", "value", "sender"])
-        merged = heapq.merge(
-            *(_point_rows(hass, e, start, end) for e in entity_ids),
-            key=lambda r: (r[0], r[1]),
-        )
-        for changed, entity_id, value, sender in merged:
-            writer.writerow((changed.isoformat(), entity_id, value, sender))
-            rows += 1
-    return rows
+    return await async_export(hass, columns, start, end)
 
 
 async def _async_resync(call: ServiceCall) -> None:

@@ -56,6 +56,7 @@ class FrameStats:
     out_of_order: int = 0
     restarts: int = 0
     refused_by_node: int = 0  # desired frames the node refused (its frame key r)
+    foreign_requests: int = 0  # desired frames from other API clients it ignored (o)
     last_seq: int = 0
 
     def take(self, seq: int, *, first: bool) -> bool:

@@ -219,7 +219,10 @@ void DataExchange::setup() {
   char boot[17];
   snprintf(boot, sizeof(boot), "%08" PRIx32 "%08" PRIx32, random_uint32(), random_uint32());
   this->boot_id_ = boot;
-  this->register_service(&DataExchange::on_write, WRITE_ACTION, {"seq", "seen", "model", "values", "acquisition"});
+  snprintf(boot, sizeof(boot), "%08" PRIx32 "%08" PRIx32, random_uint32(), random_uint32());
+  this->token_ = boot;
+  this->register_service(&DataExchange::on_write, WRITE_ACTION,
+                         {"token", "seq", "seen", "model", "values", "acquisition"});
   this->register_service(&DataExchange::on_describe, DESCRIBE_ACTION);
   this->restart_cycle_();
   this->arm_failsafe_();
@@ -374,8 +377,8 @@ void DataExchange::send_frame_() {
   this->seq_ = seq;
   this->last_frame_ms_ = millis();
 
-  static const char *const KEYS[] = {"v", "m", "s", "u", "a", "q", "f", "r", "e", "x"};
-  std::string vals[10];
+  static const char *const KEYS[] = {"v", "m", "s", "u", "a", "q", "f", "r", "e", "o", "x"};
+  std::string vals[11];
   vals[0] = std::to_string(PROTOCOL_VERSION);
   vals[1] = this->model_hex_;
   vals[2] = std::to_string(this->seq_);
@@ -385,17 +388,18 @@ void DataExchange::send_frame_() {
   vals[6] = this->failsafe_active_ ? "1" : "0";
   vals[7] = std::to_string(this->refused_frames_);
   vals[8] = this->last_refusal_;
-  vals[9].swap(this->values_buf_);
-  this->send_event_(FRAME_EVENT, KEYS, vals, 10);
-  this->values_buf_.swap(vals[9]);  // keep the grown buffer for the next cycle
+  vals[9] = std::to_string(this->foreign_requests_);
+  vals[10].swap(this->values_buf_);
+  this->send_event_(FRAME_EVENT, KEYS, vals, 11);
+  this->values_buf_.swap(vals[10]);  // keep the grown buffer for the next cycle
 }
 
 void DataExchange::on_describe() {
   // With the model, where this node stands: its boot id tells Home Assistant whether it
   // restarted since they last spoke, before Home Assistant sends its first desired frame
   // (uptime alone cannot: a host node's clock does not start at zero).
-  static const char *const KEYS[] = {"v", "m", "c", "t", "p", "b", "u", "s"};
-  std::string vals[8];
+  static const char *const KEYS[] = {"v", "m", "c", "t", "p", "b", "u", "s", "k"};
+  std::string vals[9];
   vals[0] = std::to_string(PROTOCOL_VERSION);
   vals[1] = this->model_hex_;
   vals[2] = std::to_string(this->cycle_ms_);
@@ -404,7 +408,8 @@ void DataExchange::on_describe() {
   vals[5] = this->boot_id_;
   vals[6] = std::to_string(millis_64());
   vals[7] = std::to_string(this->seq_);
-  this->send_event_(MODEL_EVENT, KEYS, vals, 8);
+  vals[8] = this->token_;  // the model event goes to Data Exchange clients only
+  this->send_event_(MODEL_EVENT, KEYS, vals, 9);
 }
 
 void DataExchange::restart_cycle_() {
@@ -538,8 +543,18 @@ void DataExchange::refuse_(uint64_t seq, Refusal reason, int point) {
   this->arm_failsafe_();
 }
 
-void DataExchange::on_write(std::string seq_text, std::string seen_text, std::string model, std::string values,
-                            int32_t acquisition) {
+void DataExchange::on_write(std::string token, std::string seq_text, std::string seen_text, std::string model,
+                            std::string values, int32_t acquisition) {
+  // Not from Data Exchange (its token is sent to Data Exchange clients only): another API
+  // client called the action. Counted (frame key "o"), ignored: no refusal, no fail-safe.
+  if (token != this->token_) {
+    if (this->foreign_requests_++ == 0) {
+      ESP_LOGW(TAG, "Ignored a desired frame from a client that is not Data Exchange (further ones are counted)");
+    } else {
+      ESP_LOGD(TAG, "Ignored a desired frame from a client that is not Data Exchange");
+    }
+    return;
+  }
   // Validate the whole frame first; apply nothing unless every part is valid.
   uint64_t seq = 0;
   uint64_t seen_seq = 0;

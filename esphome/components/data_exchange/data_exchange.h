@@ -121,7 +121,11 @@ class DataExchange : public Component, public api::CustomAPIDevice {
 
   // API actions (registered at setup). Public for the action registry.
   // Sequence numbers arrive as decimal strings: the API's integer arguments are 32-bit.
-  void on_write(std::string seq, std::string seen, std::string model, std::string values, int32_t acquisition);
+  // `token` is this boot's secret, sent only to Data Exchange clients (model event key "k"):
+  // a desired frame from any other client (another integration exposing the node's actions,
+  // an automation) is counted and ignored.
+  void on_write(std::string token, std::string seq, std::string seen, std::string model, std::string values,
+                int32_t acquisition);
   void on_describe();
 
  protected:
@@ -151,6 +155,8 @@ class DataExchange : public Component, public api::CustomAPIDevice {
   char model_hex_[9]{};
   std::string model_points_;  // model description, built once
   std::string boot_id_;       // random per boot: tells Home Assistant of a restart
+  std::string token_;         // random per boot: only Data Exchange clients know it
+  uint64_t foreign_requests_{0};  // desired frames from other clients, ignored
 
   // Every counter is 64-bit: at a 10 ms cycle a 32-bit frame number wraps after 497 days.
   uint64_t seq_{0};             // last node frame sent

@@ -1,0 +1,93 @@
+"""Desired frames are taken only from Data Exchange's own connection (issue 14, item 5).
+
+The node lists its `data_exchange_write` action to every API client, and Home Assistant's
+own esphome integration, loaded on the same node, exposes it as a Home Assistant action.
+Every desired frame must carry the node's per-boot token, which the node sends only to
+Data Exchange clients (model event key "k"); a call without it is counted ("o") and
+ignored. The control case (the same action with the token) shows the path is real.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_PORT
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers.device_registry import format_mac
+from homeassistant.setup import async_setup_component
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from custom_components.data_exchange.coordinator import DataExchangeCoordinator
+from custom_components.data_exchange.protocol import WRITE_ACTION
+from tests.harness.node import Node
+from tests.integration.conftest import FrameWatch, problems_in_log, setup_node, until
+
+
+async def core_esphome(hass: HomeAssistant, node: Node) -> MockConfigEntry:
+    """Home Assistant's own esphome integration on the same node."""
+    assert await async_setup_component(hass, "homeassistant", {})
+    entry = MockConfigEntry(
+        domain="esphome",
+        title=node.name,
+        unique_id=format_mac(node.mac),
+        data={
+            CONF_HOST: node.host,
+            CONF_PORT: node.port,
+            CONF_PASSWORD: "",
+            "noise_psk": None,
+            "device_name": node.name,
+        },
+    )
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    return entry
+
+
+async def test_other_clients_cannot_send_desired_frames(
+    hass: HomeAssistant,
+    sim_node: Node,
+    mock_bluetooth_adapters: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    entry = await setup_node(hass, sim_node)
+    coordinator: DataExchangeCoordinator = entry.runtime_data
+    await core_esphome(hass, sim_node)
+    service = f"{sim_node.name.replace('-', '_')}_{WRITE_ACTION}"
+    await until(
+        hass, lambda: hass.services.has_service("esphome", service), what=service
+    )
+    model = coordinator.engine.model
+    assert model is not None
+    setpoint = next(p for p in coordinator.points if p.info.object_id == "setpoint")
+    position = model.writable.index(setpoint.index)
+    values = ",".join("33" if i == position else "" for i in range(len(model.writable)))
+    forged = {
+        "seq": "999999",
+        "seen": "999999",
+        "model": model.model_id,
+        "values": values,
+        "acquisition": -1,
+    }
+    watch = FrameWatch(coordinator)
+    for token in ("", "0000000000000000", model.token.upper()):
+        await hass.services.async_call(
+            "esphome", service, {**forged, "token": token}, blocking=True
+        )
+    await watch.until(lambda: coordinator.engine.stats.foreign_requests == 3)
+    frames = watch.events
+    await watch.until(lambda: watch.events >= frames + 5)
+    assert coordinator.reported_value("setpoint") != 33.0
+    assert coordinator.engine.stats.refused_by_node == 0
+    # Control: the same action with the token does reach the node (then Home Assistant's
+    # writer priority takes it as a local change of another client, as it should).
+    await hass.services.async_call(
+        "esphome", service, {**forged, "token": model.token}, blocking=True
+    )
+    await until(
+        hass,
+        lambda: coordinator.reported_value("setpoint") == 33.0,
+        what="the control write",
+    )
+    assert not [p for p in problems_in_log(caplog.records) if "data_exchange" in p]
