@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
+from pathlib import Path
+import re
+import shutil
+import subprocess
 
-from aioesphomeapi import HomeassistantServiceCall
+from aioesphomeapi import APIClient, HomeassistantServiceCall
 import pytest
 
 from custom_components.data_exchange.protocol import (
+    CLIENT_INFO_PREFIX,
     FRAME_EVENT,
+    PROTOCOL_VERSION,
     NodeFrame,
     PointType,
+    Refusal,
 )
 from tests.firmware.conftest import CYCLE_MS, FAILSAFE_MS
 from tests.harness.dx_client import DxClient
-from tests.harness.node import Node
+from tests.harness.node import FIRMWARE_DIR, Node, NodeBuild, NodeFactory, work_dir
 
 SIM_POINTS = [
     ("temperature", PointType.SENSOR),
@@ -72,7 +80,10 @@ async def test_desired_frame_applied_atomically_and_acknowledged(dx: DxClient) -
     frame = await dx.next_frame(lambda f: f.applied_seq == seq)
     # The first frame that acknowledges the desired frame carries all of it.
     assert _writable(dx, frame) == desired
-    assert frame.rejected_frames == 0
+    # Protocol 2: the count is of desired frames *refused* (key r), and key e names the
+    # last refusal; none since boot here.
+    assert frame.refused_frames == 0
+    assert frame.refusal is None
     # The entities changed too (what Home Assistant's own esphome integration would show).
     states = {}
     got_all = asyncio.Event()
@@ -119,34 +130,82 @@ async def test_empty_desired_value_leaves_point_alone(dx: DxClient) -> None:
     assert _writable(dx, frame) == [21.0, True, 0.0, "auto", "sim"]
 
 
+# Writable points in a desired frame: setpoint 0, relay 1, led_brightness 2, mode 3, label 4.
+# Protocol 2: a refused frame names the point (its writable index; None for the frame) and
+# the reason in key e of the node's frames.
 @pytest.mark.parametrize(
-    ("case", "values", "overrides"),
+    ("case", "values", "overrides", "point", "reason"),
     [
-        ("wrong model id", [22.0, True, 10.0, "eco", "x"], {"model": "00000000"}),
-        ("too few values", None, {"values": "22,1,10,'eco"}),
-        ("too many values", None, {"values": "22,1,10,'eco,'x,"}),
-        ("setpoint above max", [99.0, True, 10.0, "eco", "x"], {}),
-        ("setpoint off step", [21.3, True, 10.0, "eco", "x"], {}),
-        ("unknown option", [22.0, True, 10.0, "turbo", "x"], {}),
-        ("text too long", [22.0, True, 10.0, "eco", "x" * 33], {}),
-        ("switch not 0/1", None, {"values": "22,2,10,'eco,'x"}),
-        ("nan", None, {"values": "nan,1,10,'eco,'x"}),
-        ("inf", None, {"values": "inf,1,10,'eco,'x"}),
-        ("garbage number", None, {"values": "22abc,1,10,'eco,'x"}),
-        ("unquoted string", None, {"values": "22,1,10,eco,'x"}),
-        ("bad escape", None, {"values": "22,1,10,'eco,'%G1"}),
-        ("bad acquisition", [22.0, True, 10.0, "eco", "x"], {"acquisition": 7}),
+        (
+            "wrong model id",
+            [22.0, True, 10.0, "eco", "x"],
+            {"model": "00000000"},
+            None,
+            "model",
+        ),
+        ("too few values", None, {"values": "22,1,10,'eco"}, None, "count"),
+        ("too many values", None, {"values": "22,1,10,'eco,'x,"}, None, "count"),
+        ("setpoint above max", [99.0, True, 10.0, "eco", "x"], {}, 0, "range"),
+        ("setpoint off step", [21.3, True, 10.0, "eco", "x"], {}, 0, "step"),
+        ("unknown option", [22.0, True, 10.0, "turbo", "x"], {}, 3, "option"),
+        ("text too long", [22.0, True, 10.0, "eco", "x" * 33], {}, 4, "length"),
+        ("switch not 0/1", None, {"values": "22,2,10,'eco,'x"}, 1, "format"),
+        ("nan", None, {"values": "nan,1,10,'eco,'x"}, 0, "format"),
+        ("inf", None, {"values": "inf,1,10,'eco,'x"}, 0, "format"),
+        ("garbage number", None, {"values": "22abc,1,10,'eco,'x"}, 0, "format"),
+        ("unquoted string", None, {"values": "22,1,10,eco,'x"}, 3, "format"),
+        ("bad escape", None, {"values": "22,1,10,'eco,'%G1"}, 4, "format"),
+        (
+            "bad acquisition",
+            [22.0, True, 10.0, "eco", "x"],
+            {"acquisition": 7},
+            None,
+            "acquisition",
+        ),
+        # Protocol 2: sequence numbers are decimal strings of uint64; anything else is a
+        # malformed frame (a seq that cannot be read is reported as desired frame 0).
+        (
+            "seq not a number",
+            [22.0, True, 10.0, "eco", "x"],
+            {"seq": "12a"},
+            None,
+            "format",
+        ),
+        ("seq negative", [22.0, True, 10.0, "eco", "x"], {"seq": "-1"}, None, "format"),
+        ("seq empty", [22.0, True, 10.0, "eco", "x"], {"seq": ""}, None, "format"),
+        (
+            "seq over uint64",
+            [22.0, True, 10.0, "eco", "x"],
+            {"seq": str(2**64)},
+            None,
+            "format",
+        ),
+        (
+            "seen not a number",
+            [22.0, True, 10.0, "eco", "x"],
+            {"seen": "0x10"},
+            None,
+            "format",
+        ),
     ],
 )
 async def test_invalid_desired_frame_changes_nothing(
-    dx: DxClient, case: str, values: list[object] | None, overrides: dict[str, object]
+    dx: DxClient,
+    case: str,
+    values: list[object] | None,
+    overrides: dict[str, object],
+    point: int | None,
+    reason: str,
 ) -> None:
     before = await dx.next_frame()
     seq = await dx.write(values or [None] * 5, overrides=overrides)
-    # The node answers an accepted frame at once; a rejected one only shows in the count.
-    after = await dx.next_frame(lambda f: f.rejected_frames > before.rejected_frames)
-    assert after.rejected_frames == before.rejected_frames + 1, case
+    # The node answers an accepted frame at once; a refused one only shows in the count.
+    after = await dx.next_frame(lambda f: f.refused_frames > before.refused_frames)
+    assert after.refused_frames == before.refused_frames + 1, case
     assert after.applied_seq != seq
+    numbered = str(overrides.get("seq", seq))
+    expected_seq = int(numbered) if numbered.isdigit() and int(numbered) < 2**64 else 0
+    assert after.refusal == Refusal(expected_seq, point, reason), case
     assert (
         _writable(dx, after)
         == _writable(dx, before)
@@ -156,6 +215,9 @@ async def test_invalid_desired_frame_changes_nothing(
     seq = await dx.write([22.0, None, None, None, None])
     frame = await dx.next_frame(lambda f: f.applied_seq == seq)
     assert _writable(dx, frame) == [22.0, False, 0.0, "auto", "sim"]
+    # The last refusal stays in the frames (it is the last one since boot), unchanged.
+    assert frame.refusal == after.refusal
+    assert frame.refused_frames == after.refused_frames
 
 
 async def test_failsafe_after_timeout_and_recovery(dx: DxClient) -> None:
@@ -259,3 +321,333 @@ async def test_unreported_local_change_survives_a_desired_frame(dx: DxClient) ->
         seq = await dx.write([22.0, None, None, None, None], seen=frame.seq)
         frame = await dx.next_frame(lambda f, s=seq: f.applied_seq == s)
         assert frame.values[setpoint] == 22.0
+
+
+# ---- protocol 2 (issue #13) ----
+
+
+def _warnings(node: Node, since: int, words: str) -> list[str]:
+    """The node's warning lines containing ``words`` logged after byte ``since``."""
+    with node.log_path.open("rb") as log:
+        log.seek(since)
+        text = log.read().decode(errors="replace")
+    return [line for line in text.splitlines() if "[W]" in line and words in line]
+
+
+def _log_size(node: Node) -> int:
+    return node.log_path.stat().st_size
+
+
+async def test_describe_answer_says_where_the_node_stands(
+    dx: DxClient, sim_node: Node
+) -> None:
+    """The model event carries the node's boot id, uptime and last frame number (b, u, s):
+    Home Assistant knows before its first desired frame whether the node restarted.
+    Its token (k) changes with every boot as well."""
+    assert dx.model is not None
+    assert PROTOCOL_VERSION == 2
+    boot = dx.model.boot_id
+    assert re.fullmatch(r"[0-9a-f]{16}", boot), boot
+    assert re.fullmatch(r"[0-9a-f]{16}", dx.model.token)  # k, drawn per boot too
+    before = await dx.next_frame(lambda f: f.seq >= 3)
+    again = await dx.describe()
+    after = await dx.next_frame()
+    assert before.seq <= again.node_seq < after.seq
+    assert before.uptime_ms <= again.uptime_ms <= after.uptime_ms
+    assert again.boot_id == boot
+    assert again == dx.model  # b, u, s are not part of the model's identity
+    # Another connection to the same boot: the same boot id, the frame count goes on.
+    await dx.disconnect()
+    other = await DxClient(sim_node).connect()
+    try:
+        assert other.model is not None
+        assert other.model.boot_id == boot
+        assert other.model.node_seq >= after.seq
+    finally:
+        await other.disconnect()
+    # A restart (preferences kept): another boot id, frames counted from 1 again.
+    sim_node.stop()
+    sim_node.start()
+    restarted = await DxClient(sim_node).connect()
+    try:
+        assert restarted.model is not None
+        assert restarted.model.boot_id != boot
+        assert re.fullmatch(r"[0-9a-f]{16}", restarted.model.boot_id)
+        assert restarted.model.token != dx.model.token
+        first = await restarted.next_frame()
+        assert restarted.model.node_seq < first.seq < after.seq
+    finally:
+        await restarted.disconnect()
+
+
+async def test_value_set_off_step_on_the_device_is_accepted_back(
+    dx: DxClient,
+) -> None:
+    """(#13, 1) A number set on the device off its step (ESPHome checks only min/max) and
+    sent back as the desired value does not block the frame: a relay switch in the same
+    frame arrives."""
+    setpoint = dx.point_index("setpoint")
+    relay = dx.point_index("relay")
+    before = await dx.next_frame()
+    await dx.call("local_set_setpoint", value=21.3)  # the setpoint's step is 0.5
+    reported = await dx.next_frame(lambda f: f.values[setpoint] == 21.3)
+    # Home Assistant adopted the local change (21.3, as the node holds it) and switches on.
+    seq = await dx.write([21.3, True, None, None, None], seen=reported.seq)
+    frame = await dx.next_frame(lambda f: f.applied_seq == seq)
+    assert frame.values[setpoint] == 21.3
+    assert frame.values[relay] is True
+    assert frame.refused_frames == before.refused_frames
+    assert frame.refusal is None
+    # The cyclic full state keeps carrying it: accepted every time.
+    for _ in range(5):
+        seq = await dx.write([21.3, True, None, None, None])
+        frame = await dx.next_frame(lambda f, s=seq: f.applied_seq == s)
+    assert frame.refused_frames == before.refused_frames
+    # Control: once the node holds another value, 21.3 is off step again and refused.
+    seq = await dx.write([22.0, None, None, None, None])
+    await dx.next_frame(lambda f: f.applied_seq == seq)
+    seq = await dx.write([21.3, None, None, None, None])
+    frame = await dx.next_frame(lambda f: f.refusal is not None)
+    assert frame.refusal == Refusal(seq, 0, "step")
+    assert frame.values[setpoint] == 22.0
+
+
+async def test_refused_frames_named_logged_once_and_keep_failsafe_off(
+    dx: DxClient, sim_node: Node
+) -> None:
+    """(#13, 1 and 9) A frame with one bad value is refused whole and names the point and
+    reason; repeated identical refusals are logged as a warning once; refused frames still
+    count as frames from Home Assistant, so the fail-safe stays off while they arrive."""
+    before = await dx.next_frame()
+    assert not before.failsafe_active
+    log_start = _log_size(sim_node)
+    first_index = len(dx.frames)
+    bad = [25.5, True, 40.0, "comfort", "x" * 33]  # the label takes at most 32 bytes
+    refused: list[NodeFrame] = []
+    deadline = (
+        before.uptime_ms + 2 * FAILSAFE_MS
+    )  # refused frames for twice the timeout
+    while not refused or refused[-1].uptime_ms < deadline:
+        seq = await dx.write(bad)
+        frame = await dx.next_frame(
+            lambda f, s=seq: f.refusal is not None and f.refusal.seq == s
+        )
+        assert frame.refusal == Refusal(seq, 4, "length")
+        # Whole: nothing of the frame applied, not even the valid values.
+        assert _writable(dx, frame) == [21.0, False, 0.0, "auto", "sim"]
+        assert frame.applied_seq == before.applied_seq
+        refused.append(frame)
+    assert len(refused) >= 2 * FAILSAFE_MS // CYCLE_MS // 2  # about one per cycle
+    assert refused[-1].refused_frames == before.refused_frames + len(refused)
+    assert not any(f.failsafe_active for f in dx.frames[first_index:])
+    warnings = _warnings(sim_node, log_start, "Refused desired frame")
+    assert len(warnings) == 1, warnings
+    assert "length" in warnings[0]
+    assert "writable point 4" in warnings[0]
+    # Another point and reason is news: logged again.
+    seq = await dx.write([99.0, None, None, None, None])
+    frame = await dx.next_frame(lambda f: f.refusal == Refusal(seq, 0, "range"))
+    warnings = _warnings(sim_node, log_start, "Refused desired frame")
+    assert len(warnings) == 2, warnings
+    assert "range" in warnings[1]
+    assert "writable point 0" in warnings[1]
+    # Control: with no frame at all the fail-safe engages, a timeout after the last one.
+    failsafe = await dx.next_frame(
+        lambda f: f.failsafe_active, timeout=FAILSAFE_MS / 1000 + 5
+    )
+    assert failsafe.uptime_ms - frame.uptime_ms >= FAILSAFE_MS - 2 * CYCLE_MS
+
+
+async def test_sequence_numbers_are_64_bit_decimal_strings(dx: DxClient) -> None:
+    """(#13, 6) seq and seen travel as decimal strings of uint64: past 2^31 (the API's
+    int32) and 2^32 (a 32-bit counter) they are taken as they are."""
+    before = await dx.next_frame()
+    brightness = dx.point_index("led_brightness")
+    for n, seq in enumerate((2**31, 2**32 + 5, 2**40, 2**63, 2**64 - 1), start=1):
+        # A value that changes, so the node answers at once with the frame number applied.
+        await dx.write([None, None, float(n), None, None], overrides={"seq": str(seq)})
+        frame = await dx.next_frame(lambda f, s=seq: f.applied_seq == s)
+        assert frame.values[brightness] == float(n)
+    assert frame.refused_frames == before.refused_frames
+    assert frame.refusal is None
+    # seen is compared as 64 bits: a local change reported in frame k is decided by a
+    # desired frame with seen >= k. 2^32 would be 0 if cut to 32 bits (change kept).
+    setpoint = dx.point_index("setpoint")
+    for seen in (2**32, 2**63):
+        await dx.call("local_set_setpoint", value=30.0)
+        await dx.next_frame(lambda f: f.values[setpoint] == 30.0)
+        seq = await dx.write([22.0, None, None, None, None], seen=seen)
+        frame = await dx.next_frame(lambda f, s=seq: f.applied_seq == s)
+        assert frame.values[setpoint] == 22.0, seen
+    # A seq that is no number is refused as malformed (and cannot be numbered: 0).
+    await dx.write([23.0, None, None, None, None], overrides={"seq": "2^63"})
+    frame = await dx.next_frame(lambda f: f.refusal is not None)
+    assert frame.refusal == Refusal(0, None, "format")
+    assert frame.values[setpoint] == 22.0
+
+
+# A node whose points are all read-only sensors (no writable point: the per-cycle check for
+# local changes encodes writable points only, so here it encodes nothing).
+QUIET_YAML = """\
+esphome:
+  name: quiet
+host:
+logger:
+  level: WARN
+api:
+  reboot_timeout: 0s
+external_components:
+  - source:
+      type: local
+      path: {components}
+    components: [data_exchange]
+sensor:
+{sensors}
+data_exchange:
+  cycle: 50ms
+  points:
+{points}
+"""
+QUIET_SENSORS = 4
+
+# Counts the node's calls of strtof (LD_PRELOAD) in a shared 8-byte file. The node calls
+# it only to format floats (the shortest decimal that reads back the same: at least one
+# call per number encoded) and to parse desired numbers; this test sends none.
+STRTOF_COUNTER_C = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+static uint64_t *counter;
+static float (*real_strtof)(const char *, char **);
+
+__attribute__((constructor)) static void init(void) {
+  real_strtof = (float (*)(const char *, char **))dlsym(RTLD_NEXT, "strtof");
+  const char *path = getenv("DX_STRTOF_COUNT");
+  if (path == NULL)
+    return;
+  int fd = open(path, O_RDWR | O_CREAT, 0600);
+  if (fd < 0)
+    return;
+  if (ftruncate(fd, sizeof(uint64_t)) == 0) {
+    void *p = mmap(NULL, sizeof(uint64_t), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p != MAP_FAILED)
+      counter = (uint64_t *)p;
+  }
+  close(fd);
+}
+
+float strtof(const char *text, char **end) {
+  if (counter != NULL)
+    __atomic_add_fetch(counter, 1, __ATOMIC_RELAXED);
+  return real_strtof(text, end);
+}
+"""
+
+
+def _quiet_node_yaml() -> Path:
+    sensors = "\n".join(
+        f"  - platform: template\n    id: s{i}\n    name: S{i}\n"
+        f"    lambda: return {i + 1}.0f / 3.0f;\n    update_interval: 1s"
+        for i in range(QUIET_SENSORS)
+    )
+    points = "\n".join(f"    - sensor: s{i}" for i in range(QUIET_SENSORS))
+    text = QUIET_YAML.format(
+        components=FIRMWARE_DIR / "components", sensors=sensors, points=points
+    )
+    path = work_dir() / "firmware-tests" / "quiet.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    return path
+
+
+def _strtof_counter() -> Path:
+    """The counting library, compiled once per source text."""
+    compiler = shutil.which("gcc") or shutil.which("cc")
+    if compiler is None:
+        pytest.skip("no C compiler for the strtof counter")
+    source = STRTOF_COUNTER_C.encode()
+    folder = work_dir() / "firmware-tests"
+    folder.mkdir(parents=True, exist_ok=True)
+    library = folder / f"strtof-count-{hashlib.sha256(source).hexdigest()[:12]}.so"
+    if not library.exists():
+        c_file = folder / "strtof-count.c"
+        c_file.write_bytes(source)
+        partial = library.with_suffix(".partial")
+        command = [compiler, "-shared", "-fPIC", "-O2", "-o", str(partial)]
+        subprocess.run([*command, str(c_file), "-ldl"], check=True, timeout=60)
+        partial.rename(library)
+    return library
+
+
+def _strtof_calls(node: Node) -> int:
+    path = node.state_dir / "strtof.count"
+    return int.from_bytes(path.read_bytes()[:8] or b"\0", "little")
+
+
+async def test_no_frame_is_encoded_without_a_data_exchange_client(
+    node_factory: NodeFactory,
+) -> None:
+    """(#13, 9) Without a Data Exchange client the node encodes no frame each cycle.
+
+    Nothing goes on the wire either way, so the encoding itself is observed: the node's
+    calls of strtof, which it makes for every number it puts in a frame, are counted by a
+    preloaded library. Home Assistant's esphome integration (another API client,
+    subscribed to events) stays connected throughout. On the firmware before 10be348,
+    which encoded every cycle and then found no client, that count is about 360.
+    """
+    build = node_factory.build(_quiet_node_yaml())
+    library = _strtof_counter()
+    # The program, started through a script that preloads the counter (exec: same pid).
+    wrapper = build.program.with_name("program-counting-strtof")
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'LD_PRELOAD="{library}" DX_STRTOF_COUNT="$HOME/strtof.count" '
+        f'exec "{build.program}" "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    node = Node(NodeBuild(build.yaml_path, wrapper, build.name))
+    node_factory.nodes.append(node)
+    node.start()
+    other = APIClient(
+        node.host, node.port, None, client_info="Home Assistant 2026.10.4"
+    )
+    await other.connect(login=True)
+    other.subscribe_service_calls(lambda call: None)
+    try:
+        await asyncio.sleep(0.5)  # past start-up and the first samples
+        before = _strtof_calls(node)
+        await asyncio.sleep(2)  # 40 cycles
+        assert _strtof_calls(node) - before == 0, "encoded without a client"
+
+        # The control: with a Data Exchange client, every frame's numbers are encoded.
+        dx = APIClient(
+            node.host, node.port, None, client_info=f"{CLIENT_INFO_PREFIX} tests"
+        )
+        frames: list[HomeassistantServiceCall] = []
+        twenty = asyncio.Event()
+
+        def on_call(call: HomeassistantServiceCall) -> None:
+            frames.append(call)
+            if len(frames) >= 20:
+                twenty.set()
+
+        await dx.connect(login=True)
+        start = _strtof_calls(node)
+        dx.subscribe_service_calls(on_call)
+        await asyncio.wait_for(twenty.wait(), 10)
+        assert _strtof_calls(node) - start >= QUIET_SENSORS * len(frames)
+        await dx.disconnect()
+
+        # The client gone: no encoding again.
+        await asyncio.sleep(0.5)
+        before = _strtof_calls(node)
+        await asyncio.sleep(2)
+        assert _strtof_calls(node) - before == 0, "encoded after the client left"
+    finally:
+        await other.disconnect()

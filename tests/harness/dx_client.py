@@ -86,6 +86,11 @@ class DxClient:
         return await asyncio.wait_for(wait(), timeout)
 
     @property
+    def frames(self) -> list[NodeFrame]:
+        """Every frame received on this connection, in order."""
+        return self._frames
+
+    @property
     def last_seen(self) -> int:
         return self._frames[-1].seq if self._frames else 0
 
@@ -99,7 +104,9 @@ class DxClient:
     ) -> int:
         """Send one desired frame; returns its sequence number.
 
-        ``overrides`` replaces encoded arguments, to send what a faulty peer would.
+        Protocol 2: ``seq`` and ``seen`` go out as decimal strings (uint64).
+        ``overrides`` replaces encoded arguments, to send what a faulty peer would (or a
+        sequence number far from this client's own count).
         """
         assert self.model is not None
         self._desired_seq += 1

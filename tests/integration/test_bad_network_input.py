@@ -70,10 +70,12 @@ def frame(coordinator: DataExchangeCoordinator, **change: Any) -> dict[str, Any]
     """A well-formed next frame carrying the forged values, with ``change`` applied."""
     assert coordinator.engine.model is not None
     return {
-        "v": "1",
+        "v": "2",
         "m": coordinator.engine.model.model_id,
         "s": str(coordinator.engine.stats.last_seq + 1),
         "a": "0",
+        "e": "",
+        "o": "0",
         "x": FORGED,
         "pad": 0,
     } | change
@@ -91,7 +93,21 @@ CASES = [
     ("huge_number", "inject", {"x": "1e999,1,99,'x"}, "out of range"),
     # The largest event the node's API sends (it refuses anything over 65535 bytes).
     ("oversized", "inject", {"pad": 64_000}, "SENSOR value '1111"),
-    ("unknown_version", "inject", {"v": "2"}, "unsupported protocol version '2'"),
+    # Protocol 2: a frame of version 1 (the previous protocol) is as unknown as one of 3.
+    ("old_version", "inject", {"v": "1"}, "unsupported protocol version '1'"),
+    ("unknown_version", "inject", {"v": "3"}, "unsupported protocol version '3'"),
+    # The last refusal (key e, "seq:writable_index:reason") is checked like every key.
+    ("garbage_refusal", "inject", {"e": "garbage"}, "malformed refusal 'garbage'"),
+    ("unknown_reason", "inject", {"e": "1:0:bogus"}, "malformed refusal '1:0:bogus'"),
+    ("refusal_bad_point", "inject", {"e": "1:x:step"}, "malformed refusal '1:x:step'"),
+    (
+        "refusal_signed_seq",
+        "inject",
+        {"e": "-1:0:step"},
+        "malformed refusal '-1:0:step'",
+    ),
+    ("refusal_extra_part", "inject", {"e": "1:0:step:"}, "malformed refusal"),
+    ("garbage_foreign_count", "inject", {"o": "-1"}, "'o' is not an unsigned integer"),
     ("no_fields", "inject_empty", None, "missing field"),
     ("unasked_model", "inject_model", {"p": "N00000001"}, "nobody asked for"),
 ]
@@ -145,15 +161,22 @@ async def test_bad_frame_is_rejected_counted_and_logged(
     assert problems_in_log(caplog.records) == []
 
 
+@pytest.mark.parametrize(
+    "refusal",
+    # No refusal since boot; a frame-level refusal of a desired frame numbered 0 (what the
+    # node sends for a non-numeric seq, which it cannot number).
+    ["", "0::format"],
+    ids=["no_refusal", "frame_refusal"],
+)
 async def test_a_well_formed_injected_frame_is_applied(
-    hass: HomeAssistant, injects: Node, injector: Injector
+    hass: HomeAssistant, injects: Node, injector: Injector, refusal: str
 ) -> None:
     """The control case: the injection path reaches the coordinator, so the cases above
     would see forged values if the integration took them."""
     entry = await setup_node(hass, injects)
     coordinator: DataExchangeCoordinator = entry.runtime_data
     seen = _record_point_states(hass, entry)
-    await injector.call("inject", **frame(coordinator))
+    await injector.call("inject", **frame(coordinator, e=refusal))
     await until(hass, lambda: "12345.0" in seen)
     assert coordinator.rejected_frames == 0
 

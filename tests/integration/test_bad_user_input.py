@@ -440,7 +440,8 @@ class Exchange:
             "desired": dict(coordinator.engine.desired),
             "acquisition": coordinator.engine.desired_acquisition,
             "points": states,
-            "rejected_by_node": coordinator.engine.stats.rejected_by_node,
+            # Desired frames the node refused (protocol 2's name; was rejected_by_node).
+            "refused_by_node": coordinator.engine.stats.refused_by_node,
             "connects": coordinator.connection.stats.connects,
         }
 
@@ -657,7 +658,7 @@ async def test_injection_like_text_arrives_exactly(
     await exchange.frames()
     assert coordinator.reported_value("label") == text
     assert coordinator.reported_value("setpoint") == setpoint
-    assert coordinator.engine.stats.rejected_by_node == 0
+    assert coordinator.engine.stats.refused_by_node == 0
 
 
 @pytest.mark.parametrize(

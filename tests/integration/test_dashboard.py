@@ -9,6 +9,7 @@ from typing import Any
 from homeassistant.core import HomeAssistant
 from homeassistant.setup import async_setup_component
 
+from custom_components.data_exchange.const import DOMAIN
 from tests.conftest import FIRMWARE
 from tests.harness.develop import CONFIG, SIM_MAC
 from tests.harness.node import Node, NodeFactory
@@ -48,6 +49,10 @@ async def test_dashboard(
             }
         },
     )
+    # The integration registers its export download view at setup. Home Assistant's own
+    # server never freezes its router (components load after start); the test client's
+    # server does, so the integration is set up before the client starts it.
+    assert await async_setup_component(hass, DOMAIN, {})
     client = await hass_ws_client(hass)
     await client.send_json(
         {"id": 1, "type": "lovelace/config", "url_path": "data-exchange"}

@@ -1,9 +1,10 @@
 """Soak (scripts/soak): many cycles at a fast cycle against several real nodes.
 
 Checks what only shows over time: memory that grows (Home Assistant's process and every
-node's), frames that go missing, anything rejected, the connection dropping. Results go to
-docs/soak.json; docs/reliability.md quotes them. Home Assistant writes a new setpoint to
-every node at each of the ten memory samples; the last one must be on every node. Not part of scripts/test (it takes minutes).
+node's), frames that go missing, anything rejected or refused, the connection dropping.
+Results go to docs/soak.json; docs/reliability.md quotes them. Home Assistant writes a new
+setpoint to every node at each of the ten memory samples; the last one must be on every
+node. Not part of scripts/test (it takes minutes).
 
 DX_SOAK_CYCLES (default 50,000 frames per node), DX_SOAK_NODES (4), DX_SOAK_CYCLE_MS (10).
 """
@@ -120,7 +121,8 @@ async def test_soak(hass: HomeAssistant, soak_nodes: list[Node]) -> None:
         "duplicates": sum(c.engine.stats.duplicates for c in coordinators),
         "out_of_order": sum(c.engine.stats.out_of_order for c in coordinators),
         "rejected": sum(c.rejected_frames for c in coordinators),
-        "rejected_by_nodes": sum(c.engine.stats.rejected_by_node for c in coordinators),
+        # Protocol 2: desired frames the nodes refused (was "rejected_by_nodes").
+        "refused_by_nodes": sum(c.engine.stats.refused_by_node for c in coordinators),
         "reconnects": sum(
             c.connection.stats.connects - n
             for c, n in zip(coordinators, connects, strict=True)
@@ -135,7 +137,7 @@ async def test_soak(hass: HomeAssistant, soak_nodes: list[Node]) -> None:
     print(json.dumps({k: v for k, v in result.items() if k != "memory"}, indent=2))
     assert result["missed"] == 0
     assert result["rejected"] == 0
-    assert result["rejected_by_nodes"] == 0
+    assert result["refused_by_nodes"] == 0
     assert result["reconnects"] == 0
     assert ha_growth < 0.05, memory
     assert max(node_growth) < 0.05, memory
