@@ -96,6 +96,9 @@ dx_run() {
                 PATH="$base/test/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
                 VIRTUAL_ENV="$base/test" DX_ESPHOME="$base/esphome/bin/esphome" DX_WORK="$work" \
                 DX_TEST_ARGS="${DX_TEST_ARGS:-}" \
+                DX_MODEL_EXAMPLES="${DX_MODEL_EXAMPLES:-}" DX_MODEL_STEPS="${DX_MODEL_STEPS:-}" \
+                DX_MODEL_SEED="${DX_MODEL_SEED:-}" DX_MODEL_REPORT="${DX_MODEL_REPORT:-}" \
+                DX_MODEL_AVOID="${DX_MODEL_AVOID:-}" \
                 /bin/sh -c "cd \"\$0\" && exec \"\$@\"" "$cwd" "$@"
             # Not exec: this shell stays PID 1, so everything started inside dies with it.
             status=$?

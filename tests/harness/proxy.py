@@ -19,10 +19,14 @@ class Pipe(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer: Pipe | None = None
         self._buffer: list[bytes] = []
+        self.refused = False  # a connection made during an outage (TcpProxy.hold)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        if self.refused:
+            transport.abort()
+            return
         self.proxy.pipes.add(self)
 
     def data_received(self, data: bytes) -> None:
@@ -54,6 +58,7 @@ class TcpProxy:
         self.pipes: set[Pipe] = set()
         self._server: asyncio.Server | None = None
         self._idle: list[asyncio.Future[None]] = []
+        self.held = False  # an outage: every new connection is reset at once
 
     async def start(self) -> TcpProxy:
         loop = asyncio.get_running_loop()
@@ -64,6 +69,9 @@ class TcpProxy:
     def _client_side(self) -> Pipe:
         client = Pipe(self)
         self.accepted += 1
+        if self.held:
+            client.refused = True  # reset as soon as it is connected
+            return client
         asyncio.get_running_loop().create_task(self._connect_upstream(client))
         return client
 
@@ -110,6 +118,15 @@ class TcpProxy:
         for pipe in list(self.pipes):
             if pipe.transport is not None:
                 pipe.transport.abort()
+
+    def hold(self) -> None:
+        """A lasting outage: cut every connection and reset new ones until `release`."""
+        self.held = True
+        self.cut()
+
+    def release(self) -> None:
+        """End the outage: new connections are forwarded again."""
+        self.held = False
 
     async def close(self) -> None:
         self.cut()

@@ -1,0 +1,1 @@
+"""Model-based test of the exchange rules (docs/exchange.md) against a real node."""
