@@ -138,18 +138,20 @@ class Observer:
 
         def on_state(state: Any) -> None:
             name = names.get(state.key)
-            if name is None or getattr(state, "missing_state", False):
+            if name is None:
                 return
-            self.states[name] = state.state
+            # None: the node has no state for it (e.g. a template text restored as "").
+            value = None if getattr(state, "missing_state", False) else state.state
+            self.states[name] = value
             if name in self.seen:
-                self.seen[name].append(state.state)
+                self.seen[name].append(value)
             self.signals.poke()
 
         self.client.subscribe_states(on_state)
         await self.signals.until(
             lambda: all(name in self.states for name in SIM_POINTS),
             10,
-            "the observer has every point's state",
+            "the node sent every point's state (or that it has none) to the observer",
         )
         return self
 
@@ -947,6 +949,21 @@ class World:
         await self._gone("node killed")
         self.count("node killed")
         await self.settle("node killed (SIGKILL)")
+
+    async def stop_node(self) -> None:
+        """A clean stop (SIGTERM), as a reboot or an update: ESPHome saves its preferences."""
+        assert self.node is not None
+        self._begin()
+        if self.model.connected:
+            self._outage()
+        if self.observer is not None:
+            await self.observer.stop()
+            self.observer = None
+        await self.hass.async_add_executor_job(self.node.stop)
+        self.model.node_kill(clean=True)
+        await self._gone("node stopped")
+        self.count("node stopped (SIGTERM)")
+        await self.settle("node stopped (SIGTERM)")
 
     async def start_node(self, keep_prefs: bool) -> None:
         assert self.node is not None

@@ -387,8 +387,14 @@ class Exchange:
             else "kept on the node, no desired value"
         )
 
-    def node_kill(self) -> None:
+    def node_kill(self, *, clean: bool = False) -> None:
+        """SIGKILL (the preferences keep what ESPHome last synced), or a clean stop
+        (SIGTERM: ESPHome syncs its preferences at shutdown, so they hold what the node held)."""
         assert self.node_state != "dead"
+        if clean:
+            assert self.node_state == "running"
+            for point in self.points.values():
+                point.prefs = point.node
         self.node_state = "dead"
         self.session_open = False
 

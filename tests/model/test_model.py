@@ -240,6 +240,8 @@ class ExchangeMachine(RuleBasedStateMachine):
             faults.append("network_down")
         if model.node_state != "dead" and "kill" not in AVOID:
             faults.append("kill_node")
+        if model.node_state == "running" and "kill" not in AVOID:
+            faults.append("stop_node")
         # Not while the node is frozen: Home Assistant's unload then waits for a connection
         # attempt stuck in the API handshake (aioesphomeapi's 30 s hello timeout).
         if model.ha_up and model.node_state != "frozen":
@@ -293,6 +295,9 @@ class ExchangeMachine(RuleBasedStateMachine):
 
     def kill_node(self) -> None:
         self.call(self.world.kill_node())
+
+    def stop_node(self) -> None:
+        self.call(self.world.stop_node())
 
     def start_node(self, keep_preferences: bool) -> None:
         self.call(self.world.start_node(keep_preferences))
@@ -461,6 +466,9 @@ async def test_tour_of_every_event(hass: HomeAssistant, world: World) -> None:
             m.local(("setpoint", 20.1, "action"))
             m.kill_node()
             m.start_node(True)  # preferences: off-step value kept or an older one
+            m.write("action", ("label", ""))
+            m.stop_node()  # a clean stop saves the preferences
+            m.start_node(True)  # the label comes back empty
             m.stop_home_assistant(False, False)
             m.local(("relay", False, "action"))
             m.start_home_assistant()
