@@ -11,34 +11,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_PORT
 from homeassistant.core import HomeAssistant
-from homeassistant.helpers.device_registry import format_mac
-from homeassistant.setup import async_setup_component
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.data_exchange.coordinator import DataExchangeCoordinator
 from custom_components.data_exchange.protocol import WRITE_ACTION
+from tests.bench.bench_peers import core_esphome_entry
 from tests.harness.node import Node
 from tests.integration.conftest import FrameWatch, problems_in_log, setup_node, until
 
 
 async def core_esphome(hass: HomeAssistant, node: Node) -> MockConfigEntry:
-    """Home Assistant's own esphome integration on the same node."""
-    assert await async_setup_component(hass, "homeassistant", {})
-    entry = MockConfigEntry(
-        domain="esphome",
-        title=node.name,
-        unique_id=format_mac(node.mac),
-        data={
-            CONF_HOST: node.host,
-            CONF_PORT: node.port,
-            CONF_PASSWORD: "",
-            "noise_psk": None,
-            "device_name": node.name,
-        },
-    )
+    """Home Assistant's own esphome integration on the same node (the benchmarks' entry)."""
+    entry = await core_esphome_entry(hass, node)
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
