@@ -11,7 +11,7 @@ custom_components/data_exchange/rules.py. Then:
 - a large random sample of arbitrary floats (on a step, off by tiny amounts, at the
   tolerance, just outside the range, any bit pattern) gets the identical code from
   Python's number_refusal and C++'s check_number;
-- the node's number formatting (append_float in data_exchange.cpp, compiled as it is) gives
+- the node's number formatting (append_float in codec.cpp, compiled as it is) gives
   the text format_f32 gives;
 - and through the real simulated node: every setpoint Home Assistant accepts is applied,
   every one it refuses is refused by the node with the same reason.
@@ -29,7 +29,6 @@ import math
 import os
 from pathlib import Path
 import random
-import re
 import shutil
 import struct
 import subprocess
@@ -51,23 +50,23 @@ from tests.harness.node import Node, NodeFactory, work_dir
 
 COMPONENT = FIRMWARE / "components" / "data_exchange"
 RULES_H = COMPONENT / "rules.h"
-NODE_CPP = COMPONENT / "data_exchange.cpp"
+CODEC_H = COMPONENT / "codec.h"
+CODEC_CPP = COMPONENT / "codec.cpp"
 
 PROGRAM = r"""
 // Reads commands from stdin, one per line; numbers are parsed with strtof (decimal or hex).
 //   c V LO HI STEP  ->  check_number's code ("ok" for none) and V as parsed (%a)
 //   o V LO HI STEP  ->  1 if the rule before protocol 2 refused V, else 0
-//   f V             ->  the node's text for V (append_float, from data_exchange.cpp)
+//   f V             ->  the node's text for V (append_float, codec.cpp linked in)
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 
+#include "codec.h"
 #include "rules.h"
 
 using namespace esphome::data_exchange;
-
-@APPEND_FLOAT@
 
 // The node's step check before 10be348 (32-bit float, absolute tolerance 1e-3 of a step).
 static bool old_refuses(float v, float lo, float hi, float step) {
@@ -108,25 +107,18 @@ int main() {
 """
 
 
-def _append_float_source() -> str:
-    """The node's number formatting, cut out of data_exchange.cpp as it is."""
-    match = re.search(
-        r"^static void append_float\(std::string &out, float value\) \{\n.*?^\}\n",
-        NODE_CPP.read_text(),
-        re.MULTILINE | re.DOTALL,
-    )
-    assert match, "append_float not found in data_exchange.cpp: update this test"
-    return match.group(0)
-
-
 @pytest.fixture(scope="module")
 def rule_program() -> Path:
     """The compiled program, cached with the node builds (DX_WORK) by its sources."""
-    source = PROGRAM.replace("@APPEND_FLOAT@", _append_float_source())
+    source = PROGRAM
     compiler = shutil.which("g++")
     assert compiler, "g++ is needed to compile the node's rule"
     digest = hashlib.sha256(
-        source.encode() + RULES_H.read_bytes() + compiler.encode()
+        source.encode()
+        + RULES_H.read_bytes()
+        + CODEC_H.read_bytes()
+        + CODEC_CPP.read_bytes()
+        + compiler.encode()
     ).hexdigest()[:16]
     folder = work_dir() / "rules"
     binary = folder / f"rules-{digest}"
@@ -137,7 +129,7 @@ def rule_program() -> Path:
         partial = folder / f"rules-{digest}.{os.getpid()}"
         flags = ["-std=gnu++20", "-O2", "-Wall", "-Werror", "-I", str(COMPONENT)]
         subprocess.run(
-            [compiler, *flags, str(cpp), "-o", str(partial)],
+            [compiler, *flags, str(cpp), str(CODEC_CPP), "-o", str(partial)],
             check=True,
             timeout=120,
         )
