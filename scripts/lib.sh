@@ -19,6 +19,12 @@ DX_WORK="$DX_CACHE/work"
 DX_SUITE="sid"
 DX_MIRROR="http://deb.debian.org/debian"
 DX_PACKAGES="python3.14,python3.14-venv,python3.14-dev,ca-certificates,gcc,g++,libc6-dev,procps"
+# Firmware checks (tests/firmware/test_esp32_build.py): a 32-bit bare-metal C++ toolchain
+# with the ESP32's type model (uint32_t is long unsigned int, long is 32 bits). Debian sid
+# ships its C++ library with picolibc (bookworm's was libstdc++-arm-none-eabi-newlib).
+# Added to the existing root by scripts/setup (apt-get), so a change here installs packages
+# instead of rebuilding the root under running tests.
+DX_FIRMWARE_PACKAGES="gcc-arm-none-eabi libstdc++-arm-none-eabi picolibc-arm-none-eabi"
 
 dx_log() { printf '[%s] %s\n' "$(basename "$0")" "$*" >&2; }
 
