@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from pathlib import Path
 
-from aioesphomeapi import APIClient, SensorState
 import pytest
+import yaml
 
+from tests.harness import yaml_gen
 from tests.harness.node import Node, NodeBuild, NodeError, NodeFactory
-
-
-async def _connect(node: Node) -> APIClient:
-    client = APIClient(node.host, node.port, None)
-    await client.connect(login=True)
-    return client
+from tests.harness.peer import Peer
 
 
 @pytest.fixture
@@ -31,30 +26,15 @@ def three_nodes(node_factory: NodeFactory, nodes_dir: Path) -> list[Node]:
 
 async def test_connect_device_info_and_state(minimal_node: Node) -> None:
     node = minimal_node
-    client = await _connect(node)
-    try:
-        info = await client.device_info()
+    async with Peer(node, states=True) as peer:
+        info = await peer.api.device_info()
         assert info.name == node.name
         assert info.mac_address == node.mac
-        entities, _ = await client.list_entities_services()
-        keys = {e.key: e.object_id for e in entities}
-        first: asyncio.Future[SensorState] = asyncio.get_running_loop().create_future()
-
-        def on_state(state: object) -> None:
-            # The initial state of a sensor that has not published yet is marked missing.
-            if (
-                isinstance(state, SensorState)
-                and not state.missing_state
-                and not first.done()
-            ):
-                first.set_result(state)
-
-        client.subscribe_states(on_state)
-        state = await asyncio.wait_for(first, 10)
-        assert keys[state.key] == "answer"
-        assert state.state == pytest.approx(42.0)
-    finally:
-        await client.disconnect()
+        assert {e.object_id for e in peer.entities.values()} >= {"answer", "relay"}
+        assert "relay" in peer.keys
+        # The initial state of a sensor that has not published yet is marked missing:
+        # the peer waits for the first real one.
+        assert await peer.state("answer") == pytest.approx(42.0)
 
 
 async def test_several_nodes_side_by_side(three_nodes: list[Node]) -> None:
@@ -62,12 +42,9 @@ async def test_several_nodes_side_by_side(three_nodes: list[Node]) -> None:
     assert len({n.port for n in nodes}) == 3
     seen = set()
     for node in nodes:
-        client = await _connect(node)
-        try:
-            info = await client.device_info()
+        async with Peer(node) as peer:
+            info = await peer.api.device_info()
             seen.add((info.name, info.mac_address))
-        finally:
-            await client.disconnect()
     assert seen == {(n.name, n.mac) for n in nodes}
     # One build serves every instance.
     assert len({n.build.program for n in nodes}) == 1
@@ -110,3 +87,29 @@ def test_broken_yaml_reports_compile_error(
     )
     with pytest.raises(NodeError, match="no_such_platform"):
         NodeBuild.compile(bad)
+
+
+def test_generated_yaml_reads_back_as_written(tmp_path: Path) -> None:
+    included = tmp_path / "node.yaml"
+    config = {
+        "esphome": {"name": "gen", "name_add_mac_suffix": True},
+        "host": None,
+        "globals": [{"id": "g", "type": "int", "initial_value": "0"}],
+        "values": {
+            "numbers": [1, 2.5],
+            "texts": ["a", "true", "it's", "1s", "x: y", " padded"],
+            "lambda": "if (x) {\n  return;\n}\n\nid(g)++;",
+        },
+        "packages": {"node": yaml_gen.Include(included)},
+    }
+    text = yaml_gen.dump(config)
+    assert "components: [a, b]" in yaml_gen.dump({"components": ["a", "b"]})
+    assert "initial_value: '0'" in text
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_constructor("!include", lambda loader, node: ("include", node.value))
+    expected = config | {"packages": {"node": ("include", str(included))}}
+    assert yaml.load(text, Loader) == expected
+    assert yaml_gen.write(tmp_path / "gen.yaml", config).read_text() == text

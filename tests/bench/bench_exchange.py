@@ -21,9 +21,9 @@ import pytest
 from custom_components.data_exchange.coordinator import DataExchangeCoordinator
 from custom_components.data_exchange.protocol import FRAME_EVENT, PROTOCOL_VERSION
 from tests.bench.conftest import ASYNCIO_DEBUG
-from tests.bench.nodes import points_node
 from tests.harness.dx_client import DxClient
 from tests.harness.node import REPO, Node, NodeFactory
+from tests.harness.yaml_gen import points_node
 from tests.integration.conftest import setup_node
 
 RESULTS = REPO / "docs" / "benchmarks.json"

@@ -35,7 +35,7 @@ import re
 import time
 from typing import Any
 
-from aioesphomeapi import APIClient, EntityState
+from aioesphomeapi import EntityState
 from homeassistant.const import (
     CONF_HOST,
     CONF_PASSWORD,
@@ -52,8 +52,9 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 from tests.bench import bench_exchange
 from tests.bench.bench_exchange import ROUNDS, summary
 from tests.bench.conftest import ASYNCIO_DEBUG
-from tests.bench.nodes import template_numbers
-from tests.harness.node import FIRMWARE_DIR, Node, NodeFactory, work_dir
+from tests.harness.node import Node, NodeFactory
+from tests.harness.peer import Peer
+from tests.harness.yaml_gen import peer_node
 from tests.integration.conftest import entry_for, live, until
 
 POINTS = int(os.environ.get("DX_BENCH_PEER_POINTS", "10"))
@@ -67,92 +68,12 @@ WAYS = ("frame", "entity", "core_esphome", "raw_async_set")
 TIMEOUT = 10.0  # for one change to become visible; generous, a miss is a failure
 
 
-def peer_node(count: int, exchange: bool) -> Path:
-    """A host node with ``count`` template numbers and actions for local changes.
-
-    ``exchange``: with the data_exchange component (all numbers are its points, cycle
-    ``CYCLE_MS``); without it the node is a plain ESPHome node with the same entities.
-    """
-    name = f"peers-{'dx' if exchange else 'plain'}-{count}"
-    ids = ", ".join(f"id(p{i})" for i in range(count))
-    lines = [
-        "esphome:",
-        f"  name: {name}",
-        "host:",
-        "logger:",
-        "  level: WARN",
-        "api:",
-        "  batch_delay: 0ms",
-        "  reboot_timeout: 0s",
-        "  actions:",
-        "    - action: local_set",
-        "      variables:",
-        "        index: int",
-        "        value: float",
-        "      then:",
-        "        - lambda: |-",
-        f"            number::Number *points[] = {{{ids}}};",
-        f"            if (index < 0 || index >= {count}) return;",
-        "            auto call = points[index]->make_call();",
-        "            call.set_value(value);",
-        "            call.perform();",
-        "    - action: local_burst",
-        "      variables:",
-        "        ticks: int",
-        "        base: int",
-        "      then:",
-        "        - lambda: |-",
-        "            id(burst_left) = ticks;",
-        "            id(burst_value) = base;",
-        "globals:",
-        "  - id: burst_left",
-        "    type: int",
-        "    initial_value: '0'",
-        "  - id: burst_value",
-        "    type: int",
-        "    initial_value: '0'",
-        "interval:",
-        f"  - interval: {PERIOD_MS}ms",
-        "    then:",
-        "      - lambda: |-",
-        "          if (id(burst_left) <= 0) return;",
-        "          id(burst_left)--;",
-        "          id(burst_value)++;",
-        f"          number::Number *points[] = {{{ids}}};",
-        "          for (auto *p : points) {",
-        "            auto call = p->make_call();",
-        "            call.set_value(id(burst_value));",
-        "            call.perform();",
-        "          }",
-        *template_numbers(count),
-    ]
-    if exchange:
-        lines += [
-            "external_components:",
-            "  - source:",
-            "      type: local",
-            f"      path: {FIRMWARE_DIR / 'components'}",
-            "    components: [data_exchange]",
-            "data_exchange:",
-            f"  cycle: {CYCLE_MS}ms",
-            "  points:",
-        ]
-        lines += [f"    - number: p{i}" for i in range(count)]
-    # The file's stem is the node's name (the harness derives the device name from it).
-    path = work_dir() / "bench" / f"peers-{PERIOD_MS}ms-{CYCLE_MS}ms" / f"{name}.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = "\n".join(lines) + "\n"
-    if not path.exists() or path.read_text() != text:
-        path.write_text(text)
-    return path
-
-
 @pytest.fixture
 def peer_nodes(node_factory: NodeFactory) -> tuple[Node, Node]:
     """(data_exchange node, plain node): same numbers, same actions."""
     return (
-        node_factory.start(peer_node(POINTS, exchange=True)),
-        node_factory.start(peer_node(POINTS, exchange=False)),
+        node_factory.start(peer_node(POINTS, True, PERIOD_MS, CYCLE_MS)),
+        node_factory.start(peer_node(POINTS, False, PERIOD_MS, CYCLE_MS)),
     )
 
 
@@ -236,7 +157,7 @@ class Way:
     node: Node
     entry: MockConfigEntry | None = None
     ids: list[str] = field(default_factory=list)
-    raw: APIClient | None = None
+    raw: Peer | None = None
 
     async def start(self, hass: HomeAssistant, current: list[float]) -> None:
         """Connect; return once every point shows the node's ``current`` value."""
@@ -266,14 +187,12 @@ class Way:
         )
 
     async def _start_raw(self, hass: HomeAssistant, current: list[float]) -> None:
-        client = APIClient(
-            self.node.host, self.node.port, None, client_info="bench raw"
-        )
-        await client.connect(login=True)
-        entities, _ = await client.list_entities_services()
+        # The bare client: its own callback straight into the state machine, no peer's
+        # bookkeeping in between (the floor), so subscribed through ``api`` itself.
+        peer = await Peer(self.node, "bench raw").start()
         by_key = {
             e.key: f"number.raw_{e.object_id}"
-            for e in entities
+            for e in peer.entities.values()
             if re.fullmatch(r"p\d+", e.object_id)
         }
         self.ids = [f"number.raw_p{i}" for i in range(POINTS)]
@@ -284,8 +203,8 @@ class Way:
             if (entity_id := by_key.get(state.key)) is not None:
                 async_set(entity_id, str(state.state))
 
-        client.subscribe_states(on_state)
-        self.raw = client
+        peer.api.subscribe_states(on_state)
+        self.raw = peer
         await until(
             hass,
             lambda: all(
@@ -324,27 +243,10 @@ async def core_esphome_entry(hass: HomeAssistant, node: Node) -> MockConfigEntry
     )
 
 
-class Driver:
-    """The person at the device: a second, plain API client calling the node's actions."""
-
-    def __init__(self, node: Node) -> None:
-        self.api = APIClient(node.host, node.port, None, client_info="bench driver")
-        self.services: dict[str, Any] = {}
-
-    async def connect(self) -> Driver:
-        await self.api.connect(login=True)
-        _, services = await self.api.list_entities_services()
-        self.services = {s.name: s for s in services}
-        return self
-
-    async def call(self, action: str, **data: Any) -> None:
-        await self.api.execute_service(self.services[action], data)
-
-
 async def measure_latency(
     watch: Watch,
     way: Way,
-    driver: Driver,
+    driver: Peer,
     values: itertools.count[int],
     current: list[float],
     seed: int,
@@ -371,7 +273,7 @@ async def measure_latency(
 async def measure_cpu(
     watch: Watch,
     way: Way,
-    driver: Driver,
+    driver: Peer,
     values: itertools.count[int],
     current: list[float],
 ) -> dict[str, float]:
@@ -426,8 +328,9 @@ async def test_node_change_to_state(
         Way("raw_async_set", plain_node),
     ]
     drivers = {
-        dx_node.port: await Driver(dx_node).connect(),
-        plain_node.port: await Driver(plain_node).connect(),
+        # The person at the device: a second, plain API client calling the node's actions.
+        dx_node.port: await Peer(dx_node, "bench driver").start(),
+        plain_node.port: await Peer(plain_node, "bench driver").start(),
     }
     watch = Watch(hass)
     values = itertools.count(1)
@@ -465,7 +368,7 @@ async def test_node_change_to_state(
     finally:
         watch.unsub()
         for driver in drivers.values():
-            await driver.api.disconnect()
+            await driver.disconnect()
     record_results(latency, cpu, unavailable)
 
 

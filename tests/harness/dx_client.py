@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
-from aioesphomeapi import APIClient, HomeassistantServiceCall, UserService
+from aioesphomeapi import HomeassistantServiceCall
 
 from custom_components.data_exchange.protocol import (
     CLIENT_INFO_PREFIX,
@@ -20,35 +20,36 @@ from custom_components.data_exchange.protocol import (
     desired_frame,
 )
 from tests.harness.node import Node
+from tests.harness.peer import Peer
 
 
-class DxClient:
-    """Connects to a node as the integration would: frames, model, desired frames."""
+class DxClient(Peer):
+    """Connects to a node as the integration would: frames, model, desired frames.
+
+    A peer (peer.py) whose client_info marks it as a Data Exchange client, so the node
+    sends it frames; ``call`` and ``api`` are the peer's.
+    """
 
     def __init__(
         self, node: Node, client_info: str = f"{CLIENT_INFO_PREFIX} tests"
     ) -> None:
+        super().__init__(node, client_info)
         self.node = node
-        self.api = APIClient(node.host, node.port, None, client_info=client_info)
         self.events: asyncio.Queue[HomeassistantServiceCall] = asyncio.Queue()
         self.model: Model | None = None
-        self.services: dict[str, UserService] = {}
-        self.entities: dict[int, Any] = {}
         self._frames: list[NodeFrame] = []
         self._new_frame = asyncio.Event()
         self._desired_seq = 0
 
-    async def connect(self) -> DxClient:
-        await self.api.connect(login=True)
-        entities, services = await self.api.list_entities_services()
-        self.entities = {e.key: e for e in entities}
-        self.services = {s.name: s for s in services}
+    async def start(self) -> Self:
+        """Connect, subscribe to the node's events and ask for its model."""
+        await super().start()
         self.api.subscribe_service_calls(self._on_call)
         self.model = await self.describe()
         return self
 
-    async def disconnect(self) -> None:
-        await self.api.disconnect()
+    async def connect(self) -> Self:
+        return await self.start()
 
     def _on_call(self, call: HomeassistantServiceCall) -> None:
         if call.is_event and call.service == FRAME_EVENT and self.model is not None:
@@ -120,9 +121,6 @@ class DxClient:
         args.update(overrides or {})
         await self.api.execute_service(self.services[WRITE_ACTION], args)
         return self._desired_seq
-
-    async def call(self, action: str, **data: Any) -> None:
-        await self.api.execute_service(self.services[action], data)
 
     def point_index(self, object_id: str) -> int:
         """Position in the frame of the point for the entity ``object_id``."""

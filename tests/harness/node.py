@@ -112,25 +112,11 @@ class NodeBuild:
     def _build(
         yaml_path: Path, subs: dict[str, str], build_dir: Path, done: Path
     ) -> None:
+        # yaml_gen builds on this module's paths, hence imported here.
+        from tests.harness.yaml_gen import harness_wrapper
+
         wrapper = build_dir / "node.yaml"
-        lines = []
-        if subs:
-            lines.append("substitutions:")
-            lines.extend(f"  {k}: {v!r}" for k, v in subs.items())
-        lines += [
-            "packages:",
-            f"  node: !include {yaml_path}",
-            "esphome:",
-            "  name_add_mac_suffix: true",
-            f"  build_path: {build_dir / 'build'}",
-            "external_components:",
-            "  - source:",
-            "      type: local",
-            f"      path: {HARNESS_COMPONENTS}",
-            "    components: [dx_harness]",
-            "dx_harness:",
-        ]
-        wrapper.write_text("\n".join(lines) + "\n")
+        wrapper.write_text(harness_wrapper(yaml_path, subs, build_dir / "build"))
         log = build_dir / "compile.log"
         with log.open("w") as out:
             result = subprocess.run(

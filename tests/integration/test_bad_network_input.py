@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 import logging
 from typing import Any
 
-from aioesphomeapi import APIClient
 from google.protobuf.message import DecodeError
 from homeassistant.const import EVENT_STATE_CHANGED
 from homeassistant.core import Event, HomeAssistant, callback
@@ -23,6 +22,7 @@ from custom_components.data_exchange.coordinator import (
 )
 from tests.conftest import NODES
 from tests.harness.node import Node, NodeFactory
+from tests.harness.peer import Peer
 from tests.integration.conftest import (
     FrameWatch,
     entity_ids,
@@ -42,28 +42,11 @@ def injects(node_factory: NodeFactory) -> Node:
     return node_factory.start(NODES / "injects.yaml")
 
 
-class Injector:
-    """A plain API client (not ours) that triggers the node's inject actions."""
-
-    def __init__(self, node: Node) -> None:
-        self.client = APIClient(node.host, node.port, None, client_info="injector")
-        self.services: dict[str, Any] = {}
-
-    async def start(self) -> Injector:
-        await self.client.connect(login=True)
-        _, services = await self.client.list_entities_services()
-        self.services = {s.name: s for s in services}
-        return self
-
-    async def call(self, action: str, **data: Any) -> None:
-        await self.client.execute_service(self.services[action], data)
-
-
 @pytest.fixture
-async def injector(injects: Node) -> AsyncIterator[Injector]:
-    client = await Injector(injects).start()
-    yield client
-    await client.client.disconnect()
+async def injector(injects: Node) -> AsyncIterator[Peer]:
+    """A plain API client (not ours) that triggers the node's inject actions."""
+    async with Peer(injects, "injector") as client:
+        yield client
 
 
 def frame(coordinator: DataExchangeCoordinator, **change: Any) -> dict[str, Any]:
@@ -121,7 +104,7 @@ CASES = [
 async def test_bad_frame_is_rejected_counted_and_logged(
     hass: HomeAssistant,
     injects: Node,
-    injector: Injector,
+    injector: Peer,
     caplog: pytest.LogCaptureFixture,
     action: str,
     change: dict[str, Any] | None,
@@ -169,7 +152,7 @@ async def test_bad_frame_is_rejected_counted_and_logged(
     ids=["no_refusal", "frame_refusal"],
 )
 async def test_a_well_formed_injected_frame_is_applied(
-    hass: HomeAssistant, injects: Node, injector: Injector, refusal: str
+    hass: HomeAssistant, injects: Node, injector: Peer, refusal: str
 ) -> None:
     """The control case: the injection path reaches the coordinator, so the cases above
     would see forged values if the integration took them."""
@@ -184,7 +167,7 @@ async def test_a_well_formed_injected_frame_is_applied(
 async def test_text_longer_than_a_state_is_cut_not_lost(
     hass: HomeAssistant,
     injects: Node,
-    injector: Injector,
+    injector: Peer,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A well-formed frame whose text sensor value is longer than a state may be."""
@@ -199,7 +182,7 @@ async def test_text_longer_than_a_state_is_cut_not_lost(
 async def test_only_the_first_bad_frame_of_a_connection_is_logged(
     hass: HomeAssistant,
     injects: Node,
-    injector: Injector,
+    injector: Peer,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     entry = await setup_node(hass, injects)
@@ -237,7 +220,7 @@ async def test_only_the_first_bad_frame_of_a_connection_is_logged(
 async def test_bytes_that_are_not_utf8_end_the_connection_not_the_node(
     hass: HomeAssistant,
     injects: Node,
-    injector: Injector,
+    injector: Peer,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A message the API client cannot decode at all: the connection is dropped and made

@@ -18,7 +18,6 @@ import time
 from types import SimpleNamespace
 from typing import Any
 
-from aioesphomeapi import APIClient, EntityState, UserService
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import issue_registry as ir
 import pytest
@@ -35,6 +34,7 @@ from custom_components.data_exchange.coordinator import DataExchangeCoordinator
 from custom_components.data_exchange.values import SENDER_NODE
 from tests.conftest import FIRMWARE, NODES
 from tests.harness.node import Node, NodeFactory, firmware_variant
+from tests.harness.peer import Peer
 from tests.integration.conftest import (
     SIM,
     FrameWatch,
@@ -49,33 +49,9 @@ DELAY = 0.5
 OPTIONS = {"writer_priority_delay": DELAY}
 
 
-class Device:
+def person_at(node: Node) -> Peer:
     """A person at the device: the node's own actions and states, over a plain API client."""
-
-    def __init__(self, node: Node) -> None:
-        self.api = APIClient(node.host, node.port, None, client_info="person at device")
-        self.services: dict[str, UserService] = {}
-        self.states: dict[str, Any] = {}
-        self._names: dict[int, str] = {}
-
-    async def connect(self) -> Device:
-        await self.api.connect(login=True)
-        entities, services = await self.api.list_entities_services()
-        self._names = {e.key: e.object_id for e in entities}
-        self.services = {s.name: s for s in services}
-        self.api.subscribe_states(self._on_state)
-        return self
-
-    def _on_state(self, state: EntityState) -> None:
-        name = self._names.get(state.key)
-        if name is not None:
-            self.states[name] = getattr(state, "state", None)
-
-    async def do(self, action: str, **data: Any) -> None:
-        await self.api.execute_service(self.services[action], data)
-
-    async def close(self) -> None:
-        await self.api.disconnect()
+    return Peer(node, "person at device", states=True)
 
 
 @pytest.fixture
@@ -84,12 +60,9 @@ def edge_node(node_factory: NodeFactory) -> Node:
 
 
 @pytest.fixture
-async def device(edge_node: Node) -> AsyncIterator[Device]:
-    hand = await Device(edge_node).connect()
-    try:
+async def device(edge_node: Node) -> AsyncIterator[Peer]:
+    async with person_at(edge_node) as hand:
         yield hand
-    finally:
-        await hand.close()
 
 
 def find(hass: HomeAssistant, entry: MockConfigEntry, domain: str, suffix: str) -> str:
@@ -120,7 +93,7 @@ def desired(coordinator: DataExchangeCoordinator, object_id: str) -> Any:
 async def test_value_on_a_fine_step_is_accepted_by_the_node(
     hass: HomeAssistant,
     edge_node: Node,
-    device: Device,
+    device: Peer,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """163.85 on 0..1000 step 0.01: Home Assistant accepted it, the node's float check
@@ -145,7 +118,7 @@ async def test_value_on_a_fine_step_is_accepted_by_the_node(
 async def test_off_step_value_set_on_the_device_blocks_no_write(
     hass: HomeAssistant,
     edge_node: Node,
-    device: Device,
+    device: Peer,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A local automation sets 'fine' off its step. Before: Home Assistant adopted it as
@@ -155,7 +128,7 @@ async def test_off_step_value_set_on_the_device_blocks_no_write(
     coordinator: DataExchangeCoordinator = entry.runtime_data
     watch = FrameWatch(coordinator)
     fine = find(hass, entry, "number", "fine")
-    await device.do("local_set_fine", value=163.855)
+    await device.call("local_set_fine", value=163.855)
     await until(hass, lambda: hass.states.get(fine).state == "163.855")
     # Well past the writer-priority delay: the value is the device's decision.
     await asyncio.sleep(DELAY * 3)
@@ -177,7 +150,7 @@ async def test_off_step_value_set_on_the_device_blocks_no_write(
 async def test_refusal_is_named_shown_dropped_and_unblocks(
     hass: HomeAssistant,
     edge_node: Node,
-    device: Device,
+    device: Peer,
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -237,14 +210,14 @@ async def test_write_while_offline_after_an_earlier_local_change_is_applied(
     entry = await setup_node(hass, sim_node, **OPTIONS)
     coordinator: DataExchangeCoordinator = entry.runtime_data
     setpoint = find(hass, entry, "number", "setpoint")
-    device = await Device(sim_node).connect()
-    await device.do("local_set_setpoint", value=30.0)
+    device = await person_at(sim_node).start()
+    await device.call("local_set_setpoint", value=30.0)
     await until(
         hass,
         lambda: (d := desired(coordinator, "setpoint")) is not None and d.value == 30.0,
         what="local change adopted",
     )
-    await device.close()
+    await device.disconnect()
     assert sim_node.process is not None
     os.kill(sim_node.process.pid, signal.SIGSTOP)
     try:
@@ -253,7 +226,7 @@ async def test_write_while_offline_after_an_earlier_local_change_is_applied(
     finally:
         os.kill(sim_node.process.pid, signal.SIGCONT)
     await until(hass, lambda: coordinator.connected, within=30, what="back")
-    back = await Device(sim_node).connect()
+    back = await person_at(sim_node).start()
     try:
         await until(
             hass,
@@ -269,7 +242,7 @@ async def test_write_while_offline_after_an_earlier_local_change_is_applied(
         assert back.states["setpoint"] == 27.5
         assert desired(coordinator, "setpoint").sender != SENDER_NODE
     finally:
-        await back.close()
+        await back.disconnect()
     assert not problems_in_log(caplog.records)
 
 
@@ -290,7 +263,7 @@ async def test_clock_step_does_not_overrule_a_local_change(
     entry = await setup_node(hass, sim_node, **OPTIONS)
     coordinator: DataExchangeCoordinator = entry.runtime_data
     setpoint = find(hass, entry, "number", "setpoint")
-    device = await Device(sim_node).connect()
+    device = await person_at(sim_node).start()
     try:
         await set_number(hass, setpoint, 22.0)
         await until(
@@ -298,7 +271,7 @@ async def test_clock_step_does_not_overrule_a_local_change(
         )
         wall.offset = -3600.0  # the clock steps back an hour
         await asyncio.sleep(DELAY * 3)  # past the writer-priority delay, on purpose
-        await device.do("local_set_setpoint", value=31.0)
+        await device.call("local_set_setpoint", value=31.0)
         await until(
             hass,
             lambda: (
@@ -311,14 +284,14 @@ async def test_clock_step_does_not_overrule_a_local_change(
         assert device.states["setpoint"] == 31.0
         assert hass.states.get(setpoint).attributes["changed_by"] == SENDER_NODE
     finally:
-        await device.close()
+        await device.disconnect()
     assert not problems_in_log(caplog.records)
 
 
 async def test_large_number_is_kept_as_the_node_holds_it(
     hass: HomeAssistant,
     edge_node: Node,
-    device: Device,
+    device: Peer,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Before: 123456789 was kept as a double; the node held 123456792 (32-bit float), so
@@ -371,7 +344,7 @@ async def test_counters_pass_their_old_limits(
     coordinator.engine.desired_seq = desired_seq
     watch = FrameWatch(coordinator)
     relay = find(hass, entry, "switch", "relay")
-    hand = await Device(node).connect()
+    hand = await person_at(node).start()
     try:
         # 30 frames carry both counters across their old limits; a write on each side.
         await turn(hass, relay, True)
@@ -386,7 +359,7 @@ async def test_counters_pass_their_old_limits(
         await turn(hass, relay, False)
         await until(hass, lambda: hand.states.get("relay") is False, what="relay off")
     finally:
-        await hand.close()
+        await hand.disconnect()
     stats = coordinator.engine.stats
     assert stats.last_seq > 2**31
     assert (stats.duplicates, stats.out_of_order, stats.refused_by_node) == (0, 0, 0)

@@ -30,7 +30,6 @@ import subprocess
 import sys
 from typing import IO, Any
 
-from aioesphomeapi import APIClient, EntityState, NumberInfo, NumberState
 import pytest
 
 from custom_components.data_exchange.const import DOMAIN
@@ -47,6 +46,7 @@ from tests.harness.ha_process import (
     wait_exit,
 )
 from tests.harness.node import REPO, Node, NodeBuild, free_port, unique_mac
+from tests.harness.peer import Address, Peer
 
 # Any valid setpoint other than the firmware's initial value (21).
 WRITTEN = 27.5
@@ -141,30 +141,9 @@ async def shows_written(hass: HassClient, setpoint: str) -> None:
 
 async def node_setpoint(host: str, port: int) -> float:
     """The setpoint the node holds, read by a bare ESPHome API client."""
-    client = APIClient(host, port, None, client_info="durability test")
-    await client.connect(login=True)
-    try:
-        entities, _ = await client.list_entities_services()
-        key = next(
-            e.key
-            for e in entities
-            if isinstance(e, NumberInfo) and e.object_id == "setpoint"
-        )
-        value: asyncio.Future[float] = asyncio.get_running_loop().create_future()
-
-        def on_state(state: EntityState) -> None:
-            if (
-                isinstance(state, NumberState)
-                and state.key == key
-                and not state.missing_state
-                and not value.done()
-            ):
-                value.set_result(state.state)
-
-        client.subscribe_states(on_state)
-        return await asyncio.wait_for(value, 10)
-    finally:
-        await client.disconnect()
+    async with Peer(Address(host, port), "durability test", states=True) as peer:
+        value: float = await peer.state("setpoint")
+        return value
 
 
 @pytest.mark.parametrize(

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
-from aioesphomeapi import APIClient
 from homeassistant.core import HomeAssistant
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
@@ -14,6 +12,7 @@ from custom_components.data_exchange.const import CONF_WRITER_PRIORITY_DELAY
 from custom_components.data_exchange.coordinator import DataExchangeCoordinator
 from custom_components.data_exchange.protocol import FRAME_EVENT
 from tests.harness.node import Node
+from tests.harness.peer import Peer
 from tests.integration.conftest import entity_ids, setup_node, until
 
 
@@ -21,41 +20,16 @@ def find(hass: HomeAssistant, entry: MockConfigEntry, domain: str, suffix: str) 
     return next(e for e in entity_ids(hass, entry, domain) if e.endswith(suffix))
 
 
-class NodeView:
-    """What the node itself says, through a second, plain API client (not ours)."""
-
-    def __init__(self, node: Node) -> None:
-        self.client = APIClient(node.host, node.port, None, client_info="test observer")
-        self.states: dict[str, Any] = {}
-        self.services: dict[str, Any] = {}
-
-    async def start(self) -> NodeView:
-        await self.client.connect(login=True)
-        entities, services = await self.client.list_entities_services()
-        names = {e.key: e.object_id for e in entities}
-        self.services = {s.name: s for s in services}
-
-        def on_state(state: Any) -> None:
-            if not getattr(state, "missing_state", False):
-                self.states[names[state.key]] = state.state
-
-        self.client.subscribe_states(on_state)
-        return self
-
-    async def local(self, action: str, **data: Any) -> None:
-        """A local change on the node (as the touch pad would make it)."""
-        await self.client.execute_service(self.services[action], data)
-
-
 @pytest.fixture
-async def view(sim_node: Node) -> AsyncIterator[NodeView]:
-    observer = await NodeView(sim_node).start()
-    yield observer
-    await observer.client.disconnect()
+async def view(sim_node: Node) -> AsyncIterator[Peer]:
+    """What the node itself says, through a second, plain API client (not ours); its
+    actions are local changes on the node (as the touch pad would make them)."""
+    async with Peer(sim_node, "test observer", states=True) as observer:
+        yield observer
 
 
 async def test_writes_reach_the_node(
-    hass: HomeAssistant, sim_node: Node, view: NodeView
+    hass: HomeAssistant, sim_node: Node, view: Peer
 ) -> None:
     entry = await setup_node(hass, sim_node)
     calls = [
@@ -94,7 +68,7 @@ async def test_writes_reach_the_node(
 
 
 async def test_local_change_after_delay_is_adopted(
-    hass: HomeAssistant, sim_node: Node, view: NodeView
+    hass: HomeAssistant, sim_node: Node, view: Peer
 ) -> None:
     # Delay 0: any report after Home Assistant's write is a later local change.
     entry = await setup_node(hass, sim_node, **{CONF_WRITER_PRIORITY_DELAY: 0.0})
@@ -103,7 +77,7 @@ async def test_local_change_after_delay_is_adopted(
         "number", "set_value", {"entity_id": setpoint, "value": 25.0}, blocking=True
     )
     await until(hass, lambda: hass.states.get(setpoint).state == "25.0")
-    await view.local("local_set_setpoint", value=30.0)
+    await view.call("local_set_setpoint", value=30.0)
     await until(hass, lambda: hass.states.get(setpoint).state == "30.0")
     assert hass.states.get(setpoint).attributes["changed_by"] == "node"
     coordinator: DataExchangeCoordinator = entry.runtime_data
@@ -116,7 +90,7 @@ async def test_local_change_after_delay_is_adopted(
 
 
 async def test_local_change_within_delay_is_overridden(
-    hass: HomeAssistant, sim_node: Node, view: NodeView
+    hass: HomeAssistant, sim_node: Node, view: Peer
 ) -> None:
     entry = await setup_node(hass, sim_node, **{CONF_WRITER_PRIORITY_DELAY: 60.0})
     setpoint = find(hass, entry, "number", "setpoint")
@@ -125,7 +99,7 @@ async def test_local_change_within_delay_is_overridden(
     )
     await until(hass, lambda: view.states.get("setpoint") == 25.0)
     # Someone at the device changes it right after Home Assistant's write.
-    await view.local("local_set_setpoint", value=30.0)
+    await view.call("local_set_setpoint", value=30.0)
     await until(hass, lambda: view.states.get("setpoint") == 30.0)
     # Home Assistant's write wins: the node is set back.
     await until(hass, lambda: view.states.get("setpoint") == 25.0)
@@ -134,7 +108,7 @@ async def test_local_change_within_delay_is_overridden(
 
 
 async def test_node_restart_with_defaults_gets_desired_values_back(
-    hass: HomeAssistant, sim_node: Node, view: NodeView
+    hass: HomeAssistant, sim_node: Node, view: Peer
 ) -> None:
     entry = await setup_node(hass, sim_node)
     coordinator: DataExchangeCoordinator = entry.runtime_data
@@ -149,7 +123,7 @@ async def test_node_restart_with_defaults_gets_desired_values_back(
     await until(
         hass, lambda: view.states.get("setpoint") == 27.5 and view.states.get("relay")
     )
-    await view.client.disconnect()
+    await view.disconnect()
     sim_node.kill()
     await until(hass, lambda: not coordinator.connected)
     sim_node.reset_preferences()  # the node comes back with its firmware defaults
@@ -232,7 +206,7 @@ async def test_dropped_frames_are_counted_as_missed(
 
 
 async def test_pause_acquisition_marks_values_stale(
-    hass: HomeAssistant, sim_node: Node, view: NodeView
+    hass: HomeAssistant, sim_node: Node, view: Peer
 ) -> None:
     entry = await setup_node(hass, sim_node)
     acquisition = find(hass, entry, "switch", "acquisition")

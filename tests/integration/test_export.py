@@ -14,9 +14,8 @@ import os
 from pathlib import Path
 import secrets
 import tracemalloc
-from typing import Any, Self
+from typing import Any
 
-from aioesphomeapi import APIClient
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.components.recorder import Recorder, get_instance
 from homeassistant.core import Event, HomeAssistant, callback
@@ -43,6 +42,7 @@ from custom_components.data_exchange.export import (
 )
 from tests.conftest import NODES
 from tests.harness.node import Node, NodeFactory
+from tests.harness.peer import Peer
 from tests.integration.conftest import entity_ids, setup_node, until
 
 DOWNLOAD = "/api/data_exchange/exports/"
@@ -380,26 +380,6 @@ PAYLOADS = (
 LEVELS = (-3.5, 2.0, -0.5)
 
 
-class Publisher:
-    """A plain API client (not ours) that makes the node publish values."""
-
-    def __init__(self, node: Node) -> None:
-        self.client = APIClient(node.host, node.port, None, client_info="publisher")
-        self.services: dict[str, Any] = {}
-
-    async def __aenter__(self) -> Self:
-        await self.client.connect(login=True)
-        _, services = await self.client.list_entities_services()
-        self.services = {s.name: s for s in services}
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        await self.client.disconnect()
-
-    async def publish(self, action: str, **data: Any) -> None:
-        await self.client.execute_service(self.services[action], data)
-
-
 async def test_formulas_from_a_node_are_neutralised(
     hass: HomeAssistant, node_factory: NodeFactory, config_dir: Path
 ) -> None:
@@ -413,12 +393,13 @@ async def test_formulas_from_a_node_are_neutralised(
     def state_is(entity_id: str, value: str) -> Callable[[], bool]:
         return lambda: hass.states.get(entity_id).state == value
 
-    async with Publisher(node) as publisher:
+    # A plain API client (not ours) that makes the node publish values.
+    async with Peer(node, "publisher") as publisher:
         for payload, value in zip(PAYLOADS, LEVELS * 3, strict=True):
-            await publisher.publish("publish_note", payload=payload)
+            await publisher.call("publish_note", payload=payload)
             await until(hass, state_is(note, payload), what=repr(payload))
             if hass.states.get(level).state != str(value):
-                await publisher.publish("publish_level", reading=value)
+                await publisher.call("publish_level", reading=value)
                 await until(hass, state_is(level, str(value)), what=str(value))
     await async_wait_recording_done(hass)
     response = await export(hass, [note, level], start)

@@ -23,9 +23,8 @@ import os
 from pathlib import Path
 import signal
 import time
-from typing import Any
+from typing import Any, Self
 
-from aioesphomeapi import APIClient
 from homeassistant.const import CONF_PORT, EVENT_STATE_CHANGED
 from homeassistant.core import Context, Event, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
@@ -39,6 +38,7 @@ from custom_components.data_exchange.const import CONF_WRITER_PRIORITY_DELAY, DO
 from custom_components.data_exchange.protocol import FRAME_EVENT
 from tests.conftest import FIRMWARE
 from tests.harness.node import Node, NodeFactory
+from tests.harness.peer import Peer
 from tests.harness.proxy import TcpProxy
 from tests.integration.conftest import (
     FrameWatch,
@@ -115,39 +115,23 @@ class Signals:
                     await future
 
 
-class Observer:
+class Observer(Peer):
     """The node's own view, through a plain API client that is not ours; also makes the
     changes another API client would make on the node."""
 
     def __init__(self, node: Node, signals: Signals) -> None:
-        self.client = APIClient(
-            node.host, node.port, None, client_info="model observer"
-        )
+        # A state the node has none for is None (e.g. a template text restored as "").
+        super().__init__(node, "model observer", on_state=self._on_value)
         self.signals = signals
-        self.states: dict[str, Any] = {}
         self.seen: dict[str, list[Any]] = {name: [] for name in SIM_POINTS}
-        self.keys: dict[str, int] = {}
-        self.services: dict[str, Any] = {}
 
-    async def start(self) -> Observer:
-        await self.client.connect(login=True)
-        entities, services = await self.client.list_entities_services()
-        names = {e.key: e.object_id for e in entities}
-        self.keys = {e.object_id: e.key for e in entities}
-        self.services = {s.name: s for s in services}
+    def _on_value(self, name: str, value: Any) -> None:
+        if name in self.seen:
+            self.seen[name].append(value)
+        self.signals.poke()
 
-        def on_state(state: Any) -> None:
-            name = names.get(state.key)
-            if name is None:
-                return
-            # None: the node has no state for it (e.g. a template text restored as "").
-            value = None if getattr(state, "missing_state", False) else state.state
-            self.states[name] = value
-            if name in self.seen:
-                self.seen[name].append(value)
-            self.signals.poke()
-
-        self.client.subscribe_states(on_state)
+    async def start(self) -> Self:
+        await super().start()
         await self.signals.until(
             lambda: all(name in self.states for name in SIM_POINTS),
             10,
@@ -157,30 +141,26 @@ class Observer:
 
     async def stop(self) -> None:
         with contextlib.suppress(Exception):
-            await self.client.disconnect(force=True)
+            await self.disconnect(force=True)
 
     async def change(self, name: str, value: Any, via: str) -> None:
         """A change made on the node: a local automation (API action) or another client."""
         if via == "action":
             if name == "setpoint":
-                await self.client.execute_service(
-                    self.services["local_set_setpoint"], {"value": float(value)}
-                )
+                await self.call("local_set_setpoint", value=float(value))
             else:
-                await self.client.execute_service(
-                    self.services["local_set_relay"], {"state": bool(value)}
-                )
+                await self.call("local_set_relay", state=bool(value))
             return
         key = self.keys[name]
         kind = SIM_POINTS[name].kind
         if kind == "number":
-            self.client.number_command(key, float(value))
+            self.api.number_command(key, float(value))
         elif kind == "switch":
-            self.client.switch_command(key, bool(value))
+            self.api.switch_command(key, bool(value))
         elif kind == "select":
-            self.client.select_command(key, str(value))
+            self.api.select_command(key, str(value))
         else:
-            self.client.text_command(key, str(value))
+            self.api.text_command(key, str(value))
 
 
 class FrameProbe(FrameWatch):
