@@ -14,11 +14,7 @@ import math
 from hypothesis import given, strategies as st
 import pytest
 
-from custom_components.data_exchange.engine import (
-    SENDER_NODE,
-    ExchangeEngine,
-    StaleReason,
-)
+from custom_components.data_exchange.engine import ExchangeEngine
 from custom_components.data_exchange.persistence import SEQ_RESTORE_MARGIN
 from custom_components.data_exchange.protocol import (
     Model,
@@ -30,7 +26,12 @@ from custom_components.data_exchange.protocol import (
     decode_value,
 )
 from custom_components.data_exchange.rules import Limits
-from custom_components.data_exchange.values import PointRefusal, stale_reason
+from custom_components.data_exchange.values import (
+    CHANGED_BY_NODE,
+    PointRefusal,
+    StaleReason,
+    stale_reason,
+)
 
 DELAY = 2.0
 BOOT = "0123456789abcdef"
@@ -113,7 +114,7 @@ def synced(engine: ExchangeEngine, now: float = 0.0) -> int:
     next desired frame carries them and the node acknowledges it in frame 2.
     """
     engine.on_frame(frame(1, 0, (20.0, 21.0, False)), now)
-    seq = seq_of(engine.next_desired_frame(now))
+    seq = seq_of(engine.next_desired_frame(now).args())
     engine.on_frame(frame(2, seq, (20.0, 21.0, False)), now)
     assert engine.acked_seq == seq
     return 2
@@ -125,8 +126,8 @@ def synced(engine: ExchangeEngine, now: float = 0.0) -> int:
 def test_first_report_becomes_desired(engine: ExchangeEngine) -> None:
     synced(engine)
     assert engine.desired[1].value == 21.0
-    assert engine.desired[1].sender == SENDER_NODE
-    assert engine.next_desired_frame()["values"] == "21,0"
+    assert engine.desired[1].changed_by == CHANGED_BY_NODE
+    assert engine.next_desired_frame().args()["values"] == "21,0"
 
 
 def test_reported_values_and_changes(engine: ExchangeEngine) -> None:
@@ -144,7 +145,7 @@ def test_reported_values_and_changes(engine: ExchangeEngine) -> None:
 def test_home_assistant_write_wins_within_delay(engine: ExchangeEngine) -> None:
     node_seq = synced(engine)
     engine.write(1, 25.0, "user:abc", now=10.0)
-    desired = engine.next_desired_frame(10.0)
+    desired = engine.next_desired_frame(10.0).args()
     assert desired["values"] == "25,0"
     # The node applied that frame, but reports another value (a local change racing the
     # write) within the delay: Home Assistant's value wins and keeps being sent.
@@ -153,28 +154,28 @@ def test_home_assistant_write_wins_within_delay(engine: ExchangeEngine) -> None:
     )
     assert result.adopted == []
     assert engine.desired[1].value == 25.0
-    assert engine.desired[1].sender == "user:abc"
-    assert engine.next_desired_frame(11.5)["values"] == "25,0"
+    assert engine.desired[1].changed_by == "user:abc"
+    assert engine.next_desired_frame(11.5).args()["values"] == "25,0"
 
 
 def test_later_local_change_wins(engine: ExchangeEngine) -> None:
     synced(engine)
     engine.write(1, 25.0, "user:abc", now=10.0)
-    desired = engine.next_desired_frame(10.0)
+    desired = engine.next_desired_frame(10.0).args()
     engine.on_frame(frame(3, seq_of(desired), (20.0, 25.0, False)), 10.1)
     result = engine.on_frame(
         frame(4, seq_of(desired), (20.0, 30.0, False)), 10.0 + DELAY + 0.1
     )
     assert result.adopted == [1]
     assert engine.desired[1].value == 30.0
-    assert engine.desired[1].sender == SENDER_NODE
-    assert engine.next_desired_frame(12.2)["values"] == "30,0"
+    assert engine.desired[1].changed_by == CHANGED_BY_NODE
+    assert engine.next_desired_frame(12.2).args()["values"] == "30,0"
 
 
 def test_reports_before_ack_do_not_count(engine: ExchangeEngine) -> None:
     synced(engine)
     engine.write(1, 25.0, "user:abc", now=10.0)
-    desired = engine.next_desired_frame(10.0)
+    desired = engine.next_desired_frame(10.0).args()
     # Long after the write, but the node has not applied the frame with it yet.
     result = engine.on_frame(frame(3, seq_of(desired) - 1, (20.0, 21.0, False)), 100.0)
     assert result.adopted == []
@@ -188,7 +189,7 @@ def test_window_opens_when_the_write_is_sent_not_when_made(
     synced(engine)
     engine.write(1, 25.0, "user:abc", now=10.0)
     assert engine.desired[1].time == 10.0
-    args = engine.next_desired_frame(50.0)  # e.g. the send was delayed
+    args = engine.next_desired_frame(50.0).args()  # e.g. the send was delayed
     assert engine.desired[1].time == 50.0
     assert engine.desired[1].seq == seq_of(args)
     # The cyclic full state carries it again: the window does not move.
@@ -210,7 +211,7 @@ def test_writer_priority_rule(
     e = make_engine(delay=delay)
     e.on_frame(frame(1, 0, (20.0, 21.0, False)), write_at - 1)
     e.write(1, 25.0, "user:abc", now=write_at)
-    seq = seq_of(e.next_desired_frame(write_at))
+    seq = seq_of(e.next_desired_frame(write_at).args())
     result = e.on_frame(frame(2, seq, (20.0, 30.0, False)), write_at + report_after)
     # The rule compares the times as given (t_r - t_d), rounding included.
     if (write_at + report_after) - write_at < delay:
@@ -230,7 +231,7 @@ def test_local_change_while_pending_is_deferred_and_seen_stays(
     synced(engine)  # node frames 1, 2
     assert engine.seen == 2
     engine.write(1, 25.0, "user:abc", now=10.0)
-    args = engine.next_desired_frame(10.0)
+    args = engine.next_desired_frame(10.0).args()
     assert args["seen"] == "2"
     # Frame 3 reports a local change before the node got the desired frame: rule 4,
     # deferred, however long after the write it arrives.
@@ -241,14 +242,14 @@ def test_local_change_while_pending_is_deferred_and_seen_stays(
     # Frame 3 was not judged in full: seen does not pass it, so the node does not apply
     # the next desired frames over that local change either.
     assert engine.seen == 2
-    assert engine.next_desired_frame(60.1)["seen"] == "2"
+    assert engine.next_desired_frame(60.1).args()["seen"] == "2"
     # The node applied the write (its local change came in frame 3 > seen 2, so it kept
     # 30) and acknowledges it: now the local change is judged, after the window: adopted.
     result = engine.on_frame(frame(4, seq_of(args), (20.0, 30.0, False)), 60.2)
     assert result.adopted == [1]
     assert engine.desired[1].value == 30.0
     assert engine.seen == 4
-    assert engine.next_desired_frame(60.3)["seen"] == "4"
+    assert engine.next_desired_frame(60.3).args()["seen"] == "4"
 
 
 def test_seen_advances_over_frames_judged_in_full(engine: ExchangeEngine) -> None:
@@ -263,7 +264,7 @@ def test_seen_advances_over_frames_judged_in_full(engine: ExchangeEngine) -> Non
 def test_pending_acquisition_defers_seen_too(engine: ExchangeEngine) -> None:
     synced(engine)
     engine.write_acquisition(False, "user:abc", now=10.0)
-    args = engine.next_desired_frame(10.0)
+    args = engine.next_desired_frame(10.0).args()
     assert args["acquisition"] == 0
     engine.on_frame(frame(3, seq_of(args) - 1, (20.0, 21.0, False)), 10.1)
     assert engine.seen == 2
@@ -285,13 +286,13 @@ def test_local_change_before_the_first_desired_frame_is_acknowledged(
     engine.on_frame(frame(1, 0, (20.0, 21.0, False)), 0.0)
     engine.on_frame(frame(2, 0, (20.0, 30.0, False)), 0.1)  # local change
     assert engine.desired[1].value == 21.0
-    args = engine.next_desired_frame(0.2)
+    args = engine.next_desired_frame(0.2).args()
     assert args["values"] == "21,0"
     assert args["seen"] == "1"  # the node will not apply 21 over its change of frame 2
     result = engine.on_frame(frame(3, seq_of(args), (20.0, 30.0, False)), 0.3)
     assert result.adopted == [1]
     assert engine.desired[1].value == 30.0
-    assert engine.next_desired_frame(0.4)["values"] == "30,0"
+    assert engine.next_desired_frame(0.4).args()["values"] == "30,0"
 
 
 # ---- reconciliation (sessions, restarts) ----
@@ -305,13 +306,13 @@ def test_offline_write_wins_over_an_earlier_local_change(
     # A person at the device changes the setpoint; frame 3 reports it: adopted.
     result = engine.on_frame(frame(3, engine.acked_seq, (20.0, 30.0, False)), 5.0)
     assert result.adopted == [1]
-    args = engine.next_desired_frame(5.1)
+    args = engine.next_desired_frame(5.1).args()
     engine.on_frame(frame(4, seq_of(args), (20.0, 30.0, False)), 5.2)
     assert engine.seen == 4
     # The connection drops. Home Assistant writes while the node is away.
     engine.write(1, 25.0, "user:abc", now=100.0)
     assert engine.start_session(BOOT, 9) is False  # same boot: a reconnect
-    args = engine.next_desired_frame(200.0)
+    args = engine.next_desired_frame(200.0).args()
     assert engine.frame_carries_writes
     assert args["values"] == "25,0"
     # Not 0: the node would skip the point (its local change of frame 3 is newer than 0)
@@ -326,7 +327,7 @@ def test_offline_write_wins_over_an_earlier_local_change(
     result = engine.on_frame(frame(11, seq_of(args), (20.0, 25.0, False)), 200.2)
     assert result.adopted == []
     assert engine.desired[1].value == 25.0
-    assert engine.desired[1].sender == "user:abc"
+    assert engine.desired[1].changed_by == "user:abc"
     assert engine.seen == 11
 
 
@@ -334,7 +335,7 @@ def test_offline_write_gets_its_window_when_sent(engine: ExchangeEngine) -> None
     synced(engine)
     engine.write(1, 25.0, "user:abc", now=100.0)  # offline
     engine.start_session(BOOT, 5)
-    args = engine.next_desired_frame(200.0)
+    args = engine.next_desired_frame(200.0).args()
     # Acknowledged, but the node reports another value 1.5 s after the send (e.g. a local
     # change racing it): 101.5 s after the write, yet within its window.
     result = engine.on_frame(frame(6, seq_of(args), (20.0, 30.0, False)), 201.5)
@@ -351,33 +352,33 @@ def test_local_change_in_first_cycle_after_reconnect_is_adopted(
     """Issue 13, item 5: a value the node acknowledged before is not written again."""
     synced(engine)
     engine.write(2, True, "user:abc", now=10.0)
-    args = engine.next_desired_frame(10.0)
+    args = engine.next_desired_frame(10.0).args()
     engine.on_frame(frame(3, seq_of(args), (20.0, 21.0, True)), 10.1)
     # The connection drops; meanwhile the setpoint and the relay are changed at the device.
     assert engine.start_session(BOOT, 50) is False
     changed = frame(51, seq_of(args), (20.0, 30.0, False))
     if frame_first:  # the node's cycle frame crosses the first desired frame
         result = engine.on_frame(changed, 500.0)
-        args = engine.next_desired_frame(500.1)
+        args = engine.next_desired_frame(500.1).args()
     else:
-        args = engine.next_desired_frame(500.0)
+        args = engine.next_desired_frame(500.0).args()
         result = engine.on_frame(changed, 500.1)
     assert sorted(result.adopted) == [1, 2]
     assert engine.desired[1].value == 30.0
     assert engine.desired[2].value is False
-    assert engine.desired[2].sender == SENDER_NODE
+    assert engine.desired[2].changed_by == CHANGED_BY_NODE
     if not frame_first:
         # That first frame carried the acknowledged values as the cyclic state, not as
         # new writes; the node's newer local changes kept (seen 3 < 51).
         assert engine.frame_carries_writes is False
         assert args["seen"] == "3"
-    assert engine.next_desired_frame(500.2)["values"] == "30,0"
+    assert engine.next_desired_frame(500.2).args()["values"] == "30,0"
 
 
 def test_restart_by_boot_id_reapplies_desired(engine: ExchangeEngine) -> None:
     synced(engine)
     engine.write(2, True, "user:abc", now=10.0)
-    seq = seq_of(engine.next_desired_frame(10.0))
+    seq = seq_of(engine.next_desired_frame(10.0).args())
     engine.on_frame(frame(3, seq, (20.0, 21.0, True)), 10.1)
     acked = {i: s.seq for i, s in engine.desired.items()}
     assert all(acked.values())
@@ -387,7 +388,7 @@ def test_restart_by_boot_id_reapplies_desired(engine: ExchangeEngine) -> None:
     assert engine.acked_seq == 0
     assert engine.seen == 4
     assert all(s.seq == 0 for s in engine.desired.values())  # all pending again
-    args = engine.next_desired_frame(100.0)
+    args = engine.next_desired_frame(100.0).args()
     assert engine.frame_carries_writes
     assert args["values"] == "21,1"
     assert args["seen"] == "4"
@@ -405,7 +406,7 @@ def test_restart_by_boot_id_reapplies_desired(engine: ExchangeEngine) -> None:
 def test_reconnect_same_boot_keeps_acknowledged_state(engine: ExchangeEngine) -> None:
     synced(engine)
     engine.write(2, True, "user:abc", now=10.0)
-    seq = seq_of(engine.next_desired_frame(10.0))
+    seq = seq_of(engine.next_desired_frame(10.0).args())
     engine.on_frame(frame(3, seq, (20.0, 21.0, True)), 10.1)
     engine.write(1, 22.0, "user:abc", now=11.0)  # not yet sent when the link drops
     before = {i: (s.seq, s.time) for i, s in engine.desired.items()}
@@ -415,7 +416,7 @@ def test_reconnect_same_boot_keeps_acknowledged_state(engine: ExchangeEngine) ->
     assert engine.seen == 3  # carried over; not the node's current frame
     assert engine.desired[2].seq == before[2][0]
     assert engine.desired[2].time == before[2][1]
-    args = engine.next_desired_frame(20.0)
+    args = engine.next_desired_frame(20.0).args()
     assert engine.frame_carries_writes  # only the unsent write counts as one
     assert engine.desired[1].seq == seq_of(args)
     assert engine.desired[2].seq == before[2][0]  # not re-sent as a fresh write
@@ -456,17 +457,17 @@ def test_value_the_node_would_refuse_is_never_adopted(
     assert 1 not in engine.desired  # ... but is not sent back: no desired value
     assert engine.reported[1] is not None
     assert engine.reported[1].value == value  # Home Assistant shows what the node holds
-    args = engine.next_desired_frame(10.1)
+    args = engine.next_desired_frame(10.1).args()
     assert args["values"] == ",0"
     for k in range(2, 5):  # it stays so, frame after frame
         engine.on_frame(frame(node_seq + k, seq_of(args), (20.0, value, False)), 10 + k)
         assert 1 not in engine.desired
-        assert engine.next_desired_frame(10.0 + k)["values"] == ",0"
+        assert engine.next_desired_frame(10.0 + k).args()["values"] == ",0"
     # Back on a step: the node's value is the desired value again (rule 2).
     result = engine.on_frame(frame(node_seq + 9, seq_of(args), (20.0, 22.0, False)), 20)
     assert result.desired_changed
     assert engine.desired[1].value == 22.0
-    assert engine.next_desired_frame(20.1)["values"] == "22,0"
+    assert engine.next_desired_frame(20.1).args()["values"] == "22,0"
 
 
 @pytest.mark.parametrize("value", [21.3, 40.0])
@@ -475,7 +476,7 @@ def test_first_value_the_node_would_refuse_is_not_desired(value: float) -> None:
     e.on_frame(frame(1, 0, (20.0, value, True)), 0.0)
     assert 1 not in e.desired
     assert e.desired[2].value is True
-    assert e.next_desired_frame(0.0)["values"] == ",1"
+    assert e.next_desired_frame(0.0).args()["values"] == ",1"
 
 
 def test_model_change_drops_desired_values_the_point_no_longer_takes(
@@ -487,7 +488,7 @@ def test_model_change_drops_desired_values_the_point_no_longer_takes(
         MODEL, [LIMITS[0], Limits(PointType.NUMBER, 5, 25, 0.5), LIMITS[2]]
     )
     assert 1 not in engine.desired
-    assert engine.next_desired_frame(2.0)["values"] == ",0"
+    assert engine.next_desired_frame(2.0).args()["values"] == ",0"
 
 
 # ---- refusals from the node ----
@@ -499,7 +500,7 @@ def _grouped(e: ExchangeEngine) -> dict[str, int | str]:
     e.write(1, 25.0, "user:abc", 1.0, group=group)
     e.write(2, True, "user:abc", 1.0, group=group)
     e.write(3, "hello", "user:abc", 1.0)
-    args = e.next_desired_frame(1.0)
+    args = e.next_desired_frame(1.0).args()
     assert args["values"] == "25,1,'hello"
     return args
 
@@ -518,12 +519,12 @@ def test_refusal_drops_the_point_and_its_group_only(point: int, index: int) -> N
     assert e.stats.refused_by_node == 1
     # Both values of the group went; the node's own values are the desired ones again.
     assert e.desired[1].value == 21.0
-    assert e.desired[1].sender == SENDER_NODE
+    assert e.desired[1].changed_by == CHANGED_BY_NODE
     assert e.desired[2].value is False
     # The separate write is kept and flows with the next frame.
     assert e.desired[3].value == "hello"
-    assert e.desired[3].sender == "user:abc"
-    args = e.next_desired_frame(1.2)
+    assert e.desired[3].changed_by == "user:abc"
+    args = e.next_desired_frame(1.2).args()
     assert args["values"] == "21,0,'hello"
     # The node keeps naming its last refusal in every frame: taken once.
     again = frame(
@@ -538,12 +539,12 @@ def test_refusal_of_a_single_write_keeps_the_others() -> None:
     e = make_engine(MODEL4, LIMITS4)
     e.write(1, 25.0, "user:abc", 1.0)
     e.write(2, True, "user:abc", 1.0)
-    args = e.next_desired_frame(1.0)
+    args = e.next_desired_frame(1.0).args()
     refusal = NodeRefusal(seq_of(args), 0, "step")
     e.on_frame(frame(1, 0, (20.0, 21.0, False, ""), refusal=refusal, model=MODEL4), 1.1)
-    assert e.desired[1].sender == SENDER_NODE
+    assert e.desired[1].changed_by == CHANGED_BY_NODE
     assert e.desired[2].value is True
-    assert e.desired[2].sender == "user:abc"
+    assert e.desired[2].changed_by == "user:abc"
 
 
 @pytest.mark.parametrize(
@@ -574,9 +575,9 @@ def test_refusal_keeps_a_newer_write_of_the_refused_point() -> None:
     """
     e = make_engine()
     e.write(1, 25.0, "user:abc", 1.0)
-    refused = seq_of(e.next_desired_frame(1.0))
+    refused = seq_of(e.next_desired_frame(1.0).args())
     e.write(1, 26.0, "user:abc", 1.1)
-    newer = seq_of(e.next_desired_frame(1.1))
+    newer = seq_of(e.next_desired_frame(1.1).args())
     assert e.desired[1].seq == newer > refused
     e.on_frame(
         frame(1, 0, (20.0, 21.0, False), refusal=NodeRefusal(refused, 0, "step")), 1.2
@@ -604,7 +605,7 @@ def test_persistence_round_trip(engine: ExchangeEngine) -> None:
     restored = _restored(data)
 
     def simple(e: ExchangeEngine) -> object:
-        return {i: (s.value, s.sender, s.wall, s.seq) for i, s in e.desired.items()}
+        return {i: (s.value, s.changed_by, s.wall, s.seq) for i, s in e.desired.items()}
 
     assert simple(restored) == simple(engine)
     assert [None if r is None else r.value for r in restored.reported] == [
@@ -620,21 +621,21 @@ def test_persistence_round_trip(engine: ExchangeEngine) -> None:
     # Sequence numbers continue with a margin (the counter is saved lazily), so no frame
     # number is used twice and no acknowledgement of before is mistaken for a new one.
     assert restored.desired_seq == engine.desired_seq + SEQ_RESTORE_MARGIN
-    args = restored.next_desired_frame(0.0)
+    args = restored.next_desired_frame(0.0).args()
     assert args["seq"] == str(engine.desired_seq + SEQ_RESTORE_MARGIN + 1)
 
 
 def test_restored_values_reconcile_by_boot_id(engine: ExchangeEngine) -> None:
     synced(engine)
     engine.write(2, True, "user:abc", now=3.0)
-    seq = seq_of(engine.next_desired_frame(3.0))
+    seq = seq_of(engine.next_desired_frame(3.0).args())
     engine.on_frame(frame(3, seq, (20.0, 21.0, True)), 3.1)
     engine.write(1, 30.0, "user:abc", now=4.0)  # written, not sent before the restart
     data = engine.as_dict()
 
     same = _restored(data)
     assert same.start_session(BOOT, 10) is False
-    args = same.next_desired_frame(100.0)
+    args = same.next_desired_frame(100.0).args()
     assert args["values"] == "30,1"
     assert args["seen"] == "3"
     assert same.desired[1].seq == seq_of(args)  # the pending write: sent now ...
@@ -650,7 +651,7 @@ def test_restored_values_reconcile_by_boot_id(engine: ExchangeEngine) -> None:
     assert other.stats.restarts == 1
     assert other.seen == 2
     assert all(s.seq == 0 for s in other.desired.values())
-    assert other.next_desired_frame(100.0)["values"] == "30,1"
+    assert other.next_desired_frame(100.0).args()["values"] == "30,1"
 
 
 def test_old_refusal_is_not_taken_again_after_restore() -> None:
@@ -662,7 +663,7 @@ def test_old_refusal_is_not_taken_again_after_restore() -> None:
     """
     e = make_engine()
     e.write(1, 25.0, "user:abc", 1.0)
-    refused = seq_of(e.next_desired_frame(1.0))
+    refused = seq_of(e.next_desired_frame(1.0).args())
     e.on_frame(
         frame(1, 0, (20.0, 21.0, False), refusal=NodeRefusal(refused, 0, "range")), 1.1
     )
@@ -670,7 +671,7 @@ def test_old_refusal_is_not_taken_again_after_restore() -> None:
     e.next_desired_frame(2.0)
     restored = _restored(e.as_dict())
     restored.start_session(BOOT, 5)
-    args = restored.next_desired_frame(10.0)
+    args = restored.next_desired_frame(10.0).args()
     assert args["values"] == "26,0"
     # The node never got the write (it was away when Home Assistant went down).
     restored.on_frame(
@@ -689,7 +690,7 @@ def test_numbers_are_kept_as_float32() -> None:
     e = make_engine(limits=big)
     e.write(1, 123456789, "user:abc", now=1.0)
     assert e.desired[1].value == 123456790.0
-    args = e.next_desired_frame(1.0)
+    args = e.next_desired_frame(1.0).args()
     assert args["values"] == "1.2345679e+08,"
     # The node holds 123456792.0f and reports it as the shortest text that reads back.
     reported = decode_value(PointType.NUMBER, "1.2345679e+08")
@@ -697,7 +698,7 @@ def test_numbers_are_kept_as_float32() -> None:
     for k, now in enumerate((1.1, 5.0, 500.0), start=1):  # long past the window
         result = e.on_frame(frame(k, seq_of(args), (20.0, reported, False)), now)
         assert result.adopted == []
-        assert e.desired[1].sender == "user:abc"
+        assert e.desired[1].changed_by == "user:abc"
     e.write(1, 0.1, "user:abc", now=600.0)
     assert (
         e.desired[1].value == 0.1
@@ -718,17 +719,19 @@ def _trace(walls: list[float]) -> list[object]:
         out.append((r.adopted, r.desired_changed, r.acknowledged, e.seen))
 
     take(frame(1, 0, (20.0, 21.0, False)), 0.0)
-    out.append(e.next_desired_frame(0.1))
+    out.append(e.next_desired_frame(0.1).args())
     take(frame(2, 1, (20.0, 21.0, False)), 0.2)
     e.write(1, 25.0, "user:abc", 1.0, wall=next(wall))
     e.write_acquisition(False, "user:abc", 1.0, next(wall))
-    out.append(e.next_desired_frame(1.1))
+    out.append(e.next_desired_frame(1.1).args())
     take(frame(3, 1, (20.0, 30.0, False)), 1.2)  # deferred
     take(frame(4, 2, (20.0, 30.0, False), running=False), 2.0)  # HA wins
-    out.append(e.next_desired_frame(2.1))
+    out.append(e.next_desired_frame(2.1).args())
     take(frame(5, 3, (20.0, 31.0, False)), 1.1 + DELAY)  # local change wins
-    out.append(e.next_desired_frame(3.5))
-    out.append({i: (s.value, s.sender, s.seq, s.time) for i, s in e.desired.items()})
+    out.append(e.next_desired_frame(3.5).args())
+    out.append(
+        {i: (s.value, s.changed_by, s.seq, s.time) for i, s in e.desired.items()}
+    )
     return out
 
 
@@ -753,7 +756,7 @@ def test_counters_near_their_limits() -> None:
     node = 2**64 - 10
     e.start_session(BOOT, node)
     e.write(1, 25.0, "user:abc", now=0.0)
-    args = e.next_desired_frame(0.0)
+    args = e.next_desired_frame(0.0).args()
     assert args["seq"] == str(2**63 - 4)
     assert args["seen"] == str(2**64 - 10)
     assert all(isinstance(args[k], str) for k in ("seq", "seen"))
@@ -762,7 +765,7 @@ def test_counters_near_their_limits() -> None:
     assert result.acknowledged == 2**63 - 4
     now = 0.2
     for s in range(node + 2, 2**64):  # up to the node's last frame number
-        args = e.next_desired_frame(now)
+        args = e.next_desired_frame(now).args()
         result = e.on_frame(frame(s, seq_of(args), (20.0, 25.0, False)), now)
         assert result.accepted
         now += 0.1
@@ -770,7 +773,7 @@ def test_counters_near_their_limits() -> None:
     assert e.seen == 2**64 - 1
     assert e.acked_seq == seq_of(args)
     assert (e.stats.missed, e.stats.duplicates, e.stats.out_of_order) == (0, 0, 0)
-    assert e.next_desired_frame(now)["seen"] == "18446744073709551615"
+    assert e.next_desired_frame(now).args()["seen"] == "18446744073709551615"
     restored = _restored(e.as_dict())
     assert restored.seen == 2**64 - 1
     assert restored.desired_seq == e.desired_seq + SEQ_RESTORE_MARGIN
@@ -818,7 +821,7 @@ def test_acquisition_flags(engine: ExchangeEngine) -> None:
     assert result.node_state_changed
     assert not engine.acquisition_running
     engine.write_acquisition(True, "user:abc", 2.0)
-    assert engine.next_desired_frame(2.0)["acquisition"] == 1
+    assert engine.next_desired_frame(2.0).args()["acquisition"] == 1
 
 
 @pytest.mark.parametrize(
@@ -854,7 +857,7 @@ def test_model_change_keeps_values_of_remaining_points(engine: ExchangeEngine) -
     assert engine.desired[0].value == 25.0
     assert engine.reported[0] is not None
     assert engine.reported[1] is None
-    assert engine.next_desired_frame(1.0)["values"] == "25,"
+    assert engine.next_desired_frame(1.0).args()["values"] == "25,"
 
 
 def test_read_only_point_cannot_be_written(engine: ExchangeEngine) -> None:
@@ -866,21 +869,21 @@ def test_read_only_point_cannot_be_written(engine: ExchangeEngine) -> None:
 
 def test_unchanged_desired_values_are_not_encoded_again(engine: ExchangeEngine) -> None:
     synced(engine)
-    first = engine.next_desired_frame()["values"]
-    second = engine.next_desired_frame()["values"]
+    first = engine.next_desired_frame().args()["values"]
+    second = engine.next_desired_frame().args()["values"]
     assert second is first  # the very same string: no per-cycle encoding
     engine.write(1, 30.0, "user:abc", now=1.0)
-    third = engine.next_desired_frame(1.0)["values"]
+    third = engine.next_desired_frame(1.0).args()["values"]
     assert third == "30,0"
     assert engine.desired[1].seq == engine.desired_seq
 
 
 def test_a_desired_frame_says_whether_it_carries_writes(engine: ExchangeEngine) -> None:
-    """The coordinator measures write latency only for frames that carry writes."""
+    """Write latency is measured only for frames that carry writes."""
     engine.next_desired_frame()
     assert engine.frame_carries_writes is False
     engine.write(1, 25.0, "user:abc", now=10.0)
-    args = engine.next_desired_frame(10.0)
+    args = engine.next_desired_frame(10.0).args()
     assert engine.frame_carries_writes is True
     engine.next_desired_frame(11.0)  # the cyclic full state: the same values again
     assert engine.frame_carries_writes is False
@@ -897,3 +900,36 @@ def test_a_desired_frame_says_whether_it_carries_writes(engine: ExchangeEngine) 
     engine.next_desired_frame(15.0)
     assert engine.frame_carries_writes is True
     assert args["values"] == "25,"
+
+
+def test_write_latency_is_timed_from_the_frame_carrying_the_write(
+    engine: ExchangeEngine,
+) -> None:
+    """The engine times a write: from the desired frame that carried it to the first node
+    frame that applied it; a cyclic frame without writes starts no measurement."""
+    synced(engine)
+    engine.latency.ms = None
+    engine.write(1, 25.0, "user:abc", now=10.0)
+    sent = engine.next_desired_frame(10.0).seq
+    engine.next_desired_frame(10.02)  # the cycle: no new measurement
+    early = engine.on_frame(frame(3, sent - 1, (20.0, 21.0, False)), 10.03)
+    assert engine.latency.ms is None
+    assert not early.stats_changed
+    result = engine.on_frame(frame(4, sent, (20.0, 25.0, False)), 10.05)
+    assert result.stats_changed
+    assert engine.latency.ms == pytest.approx(50.0)
+    engine.on_frame(frame(5, sent + 1, (20.0, 25.0, False)), 11.0)
+    assert engine.latency.ms == pytest.approx(50.0)  # measured once
+
+
+def test_staleness_is_the_engines_rule_on_its_own_frames() -> None:
+    engine = ExchangeEngine(DELAY, stale_after=5.0)
+    engine.set_model(MODEL, LIMITS)
+    engine.start_session(BOOT, 0)
+    assert engine.stale_reason(connected=True, now=1.0) is StaleReason.SILENT
+    engine.on_frame(frame(1, 0, (20.0, 21.0, False)), 1.0)
+    assert engine.stale_reason(connected=True, now=6.0) is None
+    assert engine.stale_reason(connected=True, now=6.1) is StaleReason.SILENT
+    assert engine.stale_reason(connected=False, now=2.0) is StaleReason.OFFLINE
+    engine.start_session(BOOT, 1)  # a new session: no frame of it yet
+    assert engine.stale_reason(connected=True, now=2.0) is StaleReason.SILENT

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 from homeassistant.components.binary_sensor import (
     BinarySensorDeviceClass,
@@ -13,21 +13,40 @@ from homeassistant.const import EntityCategory, Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .coordinator import DataExchangeConfigEntry, DataExchangeCoordinator, NodePoint
-from .entity import NodeEntity, PointEntity, stale_attributes
+from .entity import (
+    NodeEntity,
+    NodeEntityDescription,
+    PointEntity,
+    async_setup_platform,
+    stale_attributes,
+)
+from .manager import DataExchangeConfigEntry, NodeManager
+from .points import NodePoint, device_class_of
 
 PARALLEL_UPDATES = 0
 
-CONNECTIVITY = BinarySensorEntityDescription(
-    key="connectivity",
-    translation_key="connectivity",
-    device_class=BinarySensorDeviceClass.CONNECTIVITY,
-    entity_category=EntityCategory.DIAGNOSTIC,
-)
-STALE = BinarySensorEntityDescription(
-    key="stale",
-    translation_key="stale",
-    entity_category=EntityCategory.DIAGNOSTIC,
+
+@dataclass(frozen=True, kw_only=True)
+class NodeBinarySensorDescription(NodeEntityDescription, BinarySensorEntityDescription):
+    """A node-level binary sensor."""
+
+
+DESCRIPTIONS = (
+    NodeBinarySensorDescription(
+        key="connectivity",
+        translation_key="connectivity",
+        device_class=BinarySensorDeviceClass.CONNECTIVITY,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        value_fn=lambda node: node.connected,
+    ),
+    # On while the node's values are stale (offline, paused, or silent); reason attribute.
+    NodeBinarySensorDescription(
+        key="stale",
+        translation_key="stale",
+        entity_category=EntityCategory.DIAGNOSTIC,
+        value_fn=lambda node: node.stale_reason is not None,
+        attributes_fn=stale_attributes,
+    ),
 )
 
 
@@ -36,20 +55,20 @@ async def async_setup_entry(
     entry: DataExchangeConfigEntry,
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
-    entry.runtime_data.async_setup_platform(
+    async_setup_platform(
+        entry,
         Platform.BINARY_SENSOR,
         async_add_entities,
         PointBinarySensor,
-        lambda c: [ConnectivitySensor(c, CONNECTIVITY), StaleSensor(c, STALE)],
+        node_entity=NodeBinarySensor,
+        descriptions=DESCRIPTIONS,
     )
 
 
 class PointBinarySensor(PointEntity, BinarySensorEntity):
-    def __init__(self, coordinator: DataExchangeCoordinator, point: NodePoint) -> None:
-        super().__init__(coordinator, point)
-        device_class = getattr(point.info, "device_class", "")
-        if device_class in BinarySensorDeviceClass.__members__.values():
-            self._attr_device_class = BinarySensorDeviceClass(device_class)
+    def __init__(self, node: NodeManager, point: NodePoint) -> None:
+        super().__init__(node, point)
+        self._attr_device_class = device_class_of(point.info, BinarySensorDeviceClass)
 
     @property
     def is_on(self) -> bool | None:
@@ -57,19 +76,9 @@ class PointBinarySensor(PointEntity, BinarySensorEntity):
         return None if value is None else bool(value)
 
 
-class ConnectivitySensor(NodeEntity, BinarySensorEntity):
-    @property
-    def is_on(self) -> bool:
-        return self.coordinator.connected
-
-
-class StaleSensor(NodeEntity, BinarySensorEntity):
-    """On while the node's values are stale (offline, paused, or silent); reason attribute."""
+class NodeBinarySensor(NodeEntity, BinarySensorEntity):
+    entity_description: NodeBinarySensorDescription
 
     @property
     def is_on(self) -> bool:
-        return self.coordinator.stale_reason is not None
-
-    @property
-    def extra_state_attributes(self) -> dict[str, Any]:
-        return stale_attributes(self.coordinator)
+        return bool(self.entity_description.value_fn(self.node))

@@ -8,8 +8,9 @@ from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .coordinator import DataExchangeConfigEntry, DataExchangeCoordinator
-from .entity import DataExchangeEntity, not_connected
+from .entity import DataExchangeEntity, async_setup_platform, not_connected
+from .listeners import Topic
+from .manager import DataExchangeConfigEntry, NodeManager
 
 PARALLEL_UPDATES = 0
 
@@ -19,16 +20,16 @@ async def async_setup_entry(
     entry: DataExchangeConfigEntry,
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
-    entry.runtime_data.async_setup_platform(
-        Platform.BUTTON, async_add_entities, None, button_entity=NodeButton
+    async_setup_platform(
+        entry, Platform.BUTTON, async_add_entities, button_entity=NodeButton
     )
 
 
 class NodeButton(DataExchangeEntity, ButtonEntity):
-    def __init__(self, coordinator: DataExchangeCoordinator, info: ButtonInfo) -> None:
-        super().__init__(coordinator)
+    def __init__(self, node: NodeManager, info: ButtonInfo) -> None:
+        super().__init__(node)
         self.info = info
-        self._attr_unique_id = coordinator.unique_id("button", info.object_id)
+        self._attr_unique_id = node.unique_id("button", info.object_id)
         self._attr_name = info.name or None
         self._attr_icon = info.icon or None
         self._attr_entity_registry_enabled_default = not info.disabled_by_default
@@ -36,15 +37,15 @@ class NodeButton(DataExchangeEntity, ButtonEntity):
     async def async_added_to_hass(self) -> None:
         # Available while connected: follow the node's connection state.
         self.async_on_remove(
-            self.coordinator.async_add_node_listener(self.async_write_ha_state)
+            self.node.listeners.add_topic(Topic.NODE, self.async_write_ha_state)
         )
 
     @property
     def available(self) -> bool:
-        return self.coordinator.connected
+        return self.node.connected
 
     async def async_press(self) -> None:
         try:
-            await self.coordinator.async_press(self.info)
+            await self.node.async_press(self.info)
         except APIConnectionError as err:
-            raise not_connected(self.coordinator) from err
+            raise not_connected(self.node) from err

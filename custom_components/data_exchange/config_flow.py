@@ -1,6 +1,6 @@
 """Config flow: add a node by address or by discovery; reauth, reconfigure.
 
-No silent downgrade (downgrade.py): no form drops a stored key. Reauth requires a key;
+No silent downgrade (repairs.py): no form drops a stored key. Reauth requires a key;
 Reconfigure keeps the stored key when the field is left empty; only its "remove encryption"
 box, confirmed in a separate step that says what the user gives up, removes it.
 """
@@ -40,8 +40,16 @@ from homeassistant.helpers.selector import (
 from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
 import probatio
 
-from . import downgrade
-from .const import CLIENT_INFO, CONF_DEVICE_NAME, CONF_NOISE_PSK, DEFAULT_PORT, DOMAIN
+from . import repairs
+from .const import (
+    CLIENT_INFO,
+    CONF_DEVICE_NAME,
+    CONF_NOISE_PSK,
+    CONFIG_MINOR_VERSION,
+    CONFIG_VERSION,
+    DEFAULT_PORT,
+    DOMAIN,
+)
 from .options_flow import DataExchangeOptionsFlow
 from .plain import plain
 
@@ -119,7 +127,8 @@ async def async_try_connect(
 class DataExchangeConfigFlow(ConfigFlow, domain=DOMAIN):
     """Add a node."""
 
-    VERSION = 1
+    VERSION = CONFIG_VERSION
+    MINOR_VERSION = CONFIG_MINOR_VERSION
 
     def __init__(self) -> None:
         self._host = ""
@@ -317,7 +326,7 @@ class DataExchangeConfigFlow(ConfigFlow, domain=DOMAIN):
                 info, error = await async_try_connect(self._host, self._port, None)
                 if info is not None:
                     node_id = entry.unique_id or entry.data[CONF_HOST]
-                    downgrade.async_clear(self.hass, node_id)
+                    repairs.async_clear_downgrade(self.hass, node_id)
                     return await self._async_create_or_update(info, None)
                 # The node still asks for its key: nothing to remove.
                 if error == "key_required":
@@ -360,7 +369,7 @@ class DataExchangeConfigFlow(ConfigFlow, domain=DOMAIN):
                 self._get_reconfigure_entry(), data_updates=data
             )
         # Adding a node again (or its discovery) without a key never drops a stored key:
-        # a node answering without encryption may be anything (downgrade.py).
+        # a node answering without encryption may be anything (repairs.py).
         updates = (
             data if key else {k: v for k, v in data.items() if k != CONF_NOISE_PSK}
         )

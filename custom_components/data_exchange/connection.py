@@ -32,7 +32,7 @@ from aioesphomeapi.client_base import KEEP_ALIVE_FREQUENCY
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.device_registry import format_mac
 
-from . import downgrade
+from . import repairs
 from .const import CLIENT_INFO, MODE_ENTITY, MODE_FRAME
 from .protocol import DESCRIBE_ACTION, FRAME_EVENT, MODEL_EVENT, WRITE_ACTION
 
@@ -127,7 +127,7 @@ class NodeConnection:
             zeroconf_instance=self.zeroconf_instance,
             name=self.name,
             on_connect_error=self._on_connect_error,
-            # Never: a node that answers without encryption keeps failing (downgrade.py).
+            # Never: a node that answers without encryption keeps failing (repairs.py).
             allow_plaintext_fallback=False,
         )
         await self._reconnect.start()
@@ -141,7 +141,7 @@ class NodeConnection:
         if self.client is not None:
             await self.client.disconnect(force=True)
         self.session = None
-        downgrade.async_clear(self.hass, self.node_id)
+        repairs.async_clear_downgrade(self.hass, self.node_id)
 
     async def async_drop(self) -> None:
         """Close the current connection; ReconnectLogic connects again after its back-off."""
@@ -157,7 +157,7 @@ class NodeConnection:
         assert self.client is not None
         client = self.client
         # Connected with the key (or without one configured): no downgrade (any more).
-        downgrade.async_clear(self.hass, self.node_id)
+        repairs.async_clear_downgrade(self.hass, self.node_id)
         try:
             (
                 device_info,
@@ -215,7 +215,9 @@ class NodeConnection:
             _LOGGER.info("Node %s is unavailable: %s", self.name, err)
             self._unavailable_logged = True
         if self.noise_psk and isinstance(err, EncryptionPlaintextAPIError):
-            downgrade.async_report(self.hass, self.node_id, self.name, self.host)
+            repairs.async_report_downgrade(
+                self.hass, self.node_id, self.name, self.host
+            )
         if isinstance(err, AUTH_ERRORS):
             await self.listener.async_on_auth_error(err)
 
@@ -251,3 +253,13 @@ class NodeConnection:
             self.client, method
         )
         send(*args)
+
+
+async def async_zeroconf_instance(hass: HomeAssistant) -> Any:
+    """Home Assistant's shared zeroconf instance (reconnect at once when the node announces
+    itself again), if the zeroconf integration runs; ReconnectLogic's back-off otherwise."""
+    if "zeroconf" not in hass.config.components:
+        return None
+    from homeassistant.components import zeroconf
+
+    return await zeroconf.async_get_instance(hass)

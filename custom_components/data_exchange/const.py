@@ -10,13 +10,14 @@ CONF_NOISE_PSK: Final = "noise_psk"
 CONF_DEVICE_NAME: Final = "device_name"
 
 # Options (config entry options; defaults documented in README "Options").
-CONF_CYCLE: Final = "cycle"
+# Seconds between Home Assistant's full desired frames ("cycle" means the node's frame period).
+CONF_DESIRED_INTERVAL: Final = "desired_interval"
 CONF_WRITER_PRIORITY_DELAY: Final = "writer_priority_delay"
 CONF_STALE_AFTER: Final = "stale_after"
 CONF_KEEP_VALUES: Final = "keep_values"
 
 DEFAULT_PORT: Final = 6053
-DEFAULT_CYCLE: Final = 1.0  # seconds between desired frames
+DEFAULT_DESIRED_INTERVAL: Final = 1.0  # seconds between desired frames
 # A Home Assistant write wins over a node report arriving within this many seconds: long
 # enough to cover a desired frame's round trip and one node cycle with margin, short enough
 # that a person at the device is not overruled by an old write.
@@ -26,14 +27,13 @@ DEFAULT_KEEP_VALUES: Final = (
     True  # stale values stay visible (marked) instead of unavailable
 )
 
-MIN_CYCLE: Final = 0.05
-MAX_CYCLE: Final = 3600.0
+MIN_DESIRED_INTERVAL: Final = 0.05
+MAX_DESIRED_INTERVAL: Final = 3600.0
 
 # Prefix of the API client name: nodes send frames only to clients that introduce
 # themselves with it (protocol.CLIENT_INFO_PREFIX).
 CLIENT_INFO: Final = "data_exchange (Home Assistant)"
 
-STORAGE_VERSION: Final = 1
 # A desired value (a write, an adopted local change, an acknowledgement) is on disk within
 # this many seconds; reported values within the other; everything at stop.
 STORE_DESIRED_WITHIN: Final = 1.0
@@ -46,6 +46,10 @@ ATTR_REPORTED_AT: Final = "reported_at"
 ATTR_REASON: Final = "reason"
 ATTR_POINT: Final = "point"
 ATTR_FOREIGN_REQUESTS: Final = "foreign_requests"
+
+# Config entries: 1.2 renamed the option "cycle" to "desired_interval" (__init__.py).
+CONFIG_VERSION: Final = 1
+CONFIG_MINOR_VERSION: Final = 2
 
 MODE_FRAME: Final = "frame"
 MODE_ENTITY: Final = "entity"

@@ -10,7 +10,8 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers.device_registry import DeviceEntry
 
 from .const import CONF_NOISE_PSK
-from .coordinator import DataExchangeConfigEntry
+from .manager import DataExchangeConfigEntry
+from .values import stamped_as_dict
 
 # The encryption key above all; MAC addresses identify a device on the network.
 TO_REDACT = {CONF_NOISE_PSK, "mac", "mac_address", "unique_id"}
@@ -19,22 +20,9 @@ TO_REDACT = {CONF_NOISE_PSK, "mac", "mac_address", "unique_id"}
 async def async_get_config_entry_diagnostics(
     hass: HomeAssistant, entry: DataExchangeConfigEntry
 ) -> dict[str, Any]:
-    coordinator = entry.runtime_data
-    engine = coordinator.engine
+    node = entry.runtime_data
+    engine = node.engine
     model = engine.model
-
-    def stamped(index: int, table: Any) -> Any:
-        value = table.get(index) if isinstance(table, dict) else table[index]
-        return (
-            None
-            if value is None
-            else {
-                "value": value.value,
-                "wall": value.wall,
-                "sender": value.sender,
-                "seq": value.seq,
-            }
-        )
 
     return async_redact_data(
         {
@@ -44,10 +32,10 @@ async def async_get_config_entry_diagnostics(
                 "data": dict(entry.data),
                 "options": dict(entry.options),
             },
-            "node": dict(coordinator.device),
-            "mode": coordinator.mode,
-            "connected": coordinator.connected,
-            "stale_reason": coordinator.stale_reason,
+            "node": None if node.device is None else node.device.as_dict(),
+            "mode": node.mode,
+            "connected": node.connected,
+            "stale_reason": node.stale_reason,
             "model": None
             if model is None
             else {
@@ -60,10 +48,14 @@ async def async_get_config_entry_diagnostics(
                     "index": p.index,
                     "type": p.type.name,
                     "object_id": p.info.object_id,
-                    "reported": stamped(p.index, engine.reported),
-                    "desired": stamped(p.index, engine.desired),
+                    "reported": None
+                    if (reported := engine.reported[p.index]) is None
+                    else stamped_as_dict(reported),
+                    "desired": None
+                    if (desired := engine.desired.get(p.index)) is None
+                    else stamped_as_dict(desired),
                 }
-                for p in coordinator.points
+                for p in node.points
             ],
             "acquisition": {
                 "running": engine.acquisition_running,
@@ -78,9 +70,8 @@ async def async_get_config_entry_diagnostics(
             "last_refusal": None
             if engine.last_refusal is None
             else asdict(engine.last_refusal),
-            "rejected_frames": coordinator.rejected_frames,
-            "latency_ms": coordinator.latency_ms,
-            "connection": asdict(coordinator.connection.stats),
+            "stats": asdict(node.stats()),
+            "connection": asdict(node.connection.stats),
         },
         TO_REDACT,
     )

@@ -12,31 +12,33 @@ test (tests/model/) checks them against an independent restatement.
 from __future__ import annotations
 
 from collections.abc import Sequence
+import math
 from typing import Any
 
 from .float32 import canonical_number
 from .persistence import engine_as_dict, restore_engine
+from .priority import Verdict, judge
 from .protocol import (
+    DesiredFrame,
     Model,
     NodeFrame,
     PointType,
     Refusal as NodeRefusal,
     Value,
-    desired_args,
     encode_desired_values,
 )
 from .rules import Limits, refusal
 from .values import (
-    SENDER_NODE,
+    CHANGED_BY_NODE,
     FrameResult,
     FrameStats,
     PointRefusal,
     StaleReason,
     Stamped,
+    WriteLatency,
     same,
+    stale_reason,
 )
-
-__all__ = ["SENDER_NODE", "ExchangeEngine", "StaleReason", "Stamped"]
 
 # Key of the desired acquisition state among the values not yet sent.
 _ACQUISITION = -1
@@ -45,8 +47,11 @@ _ACQUISITION = -1
 class ExchangeEngine:
     """One node's points: reported and desired values, writer priority, sequence tracking."""
 
-    def __init__(self, writer_priority_delay: float) -> None:
+    def __init__(
+        self, writer_priority_delay: float, stale_after: float = math.inf
+    ) -> None:
         self.writer_priority_delay = writer_priority_delay
+        self.stale_after = stale_after
         self.model: Model | None = None
         self.limits: list[Limits] = []
         self.reported: list[Stamped | None] = []
@@ -63,6 +68,9 @@ class ExchangeEngine:
         self.node_uptime_ms = 0  # last known, for diagnostics
         self.last_refusal: PointRefusal | None = None
         self.frame_carries_writes = False
+        # Monotonic time of the newest node frame taken in this session (None: none yet).
+        self.last_frame: float | None = None
+        self.latency = WriteLatency()
         self._new_session = True
         self.refusal_seq = 0  # newest refusal taken into account
         self._group = 0
@@ -83,11 +91,7 @@ class ExchangeEngine:
         old_reported = self.reported
         old_desired = self.desired
         self.model = model
-        self.limits = (
-            list(limits)
-            if limits is not None
-            else [Limits(p.type) for p in model.points]
-        )
+        self.limits = list(limits or [Limits(p.type) for p in model.points])
         self.reported = [None] * len(model.points)
         self.desired = {}
         self._unsent = {}
@@ -114,7 +118,7 @@ class ExchangeEngine:
         self,
         index: int,
         value: Value,
-        sender: str,
+        changed_by: str,
         now: float,
         *,
         wall: float = 0.0,
@@ -125,12 +129,15 @@ class ExchangeEngine:
         The caller has checked it with the rule (rules.refusal); numbers are kept as the
         node will hold them (32-bit floats).
         """
-        point = self._point(index)
+        points = self._require_model().points
+        if not 0 <= index < len(points):
+            raise IndexError(index)
+        point = points[index]
         if not point.type.writable:
             raise ValueError(f"point {index} is read-only")
         if point.type is PointType.NUMBER and isinstance(value, (int, float)):
             value = canonical_number(float(value))
-        self._set_desired(index, Stamped(value, now, sender, wall, group=group))
+        self._set_desired(index, Stamped(value, now, changed_by, wall, group=group))
 
     def new_group(self) -> int:
         """An id for the values of one grouped write (all-or-nothing on a refusal)."""
@@ -138,9 +145,9 @@ class ExchangeEngine:
         return self._group
 
     def write_acquisition(
-        self, running: bool, sender: str, now: float, wall: float = 0.0
+        self, running: bool, changed_by: str, now: float, wall: float = 0.0
     ) -> None:
-        self._set_acquisition(Stamped(running, now, sender, wall))
+        self._set_acquisition(Stamped(running, now, changed_by, wall))
 
     def _set_desired(self, index: int, stamped: Stamped) -> None:
         self.desired[index] = stamped
@@ -172,6 +179,8 @@ class ExchangeEngine:
             self.seen = node_seq
         self.node_boot = boot_id
         self._new_session = True
+        self.last_frame = None
+        self.latency.sent_at = None
         self.stats.last_seq = 0
         for index, stamped in self.desired.items():
             if restarted or self._pending(stamped):
@@ -183,8 +192,8 @@ class ExchangeEngine:
             self._unsent[_ACQUISITION] = acquisition
         return restarted
 
-    def next_desired_frame(self, now: float = 0.0) -> dict[str, int | str]:
-        """The arguments of the next desired frame (every cycle, full state).
+    def next_desired_frame(self, now: float = 0.0) -> DesiredFrame:
+        """The next desired frame (every cycle, full state).
 
         Per cycle this costs a counter and a dict: the values are encoded again only after
         one of them changed. Values carried for the first time get their frame number and,
@@ -193,11 +202,13 @@ class ExchangeEngine:
         model = self._require_model()
         self.desired_seq += 1
         self.frame_carries_writes = bool(self._unsent)
+        if self.frame_carries_writes:
+            self.latency.sent(self.desired_seq, now)
         if self._unsent:
             for stamped in self._unsent.values():
                 if stamped.seq == 0:
                     stamped.seq = self.desired_seq
-                    if stamped.sender != SENDER_NODE:
+                    if stamped.changed_by != CHANGED_BY_NODE:
                         stamped.time = now
             self._unsent.clear()
         if self._values_text is None:
@@ -209,8 +220,9 @@ class ExchangeEngine:
                 ],
             )
         acquisition = self.desired_acquisition
-        return desired_args(
-            model,
+        return DesiredFrame(
+            model.model_id,
+            model.token,
             self.desired_seq,
             self.seen,
             self._values_text,
@@ -222,15 +234,17 @@ class ExchangeEngine:
     def on_frame(self, frame: NodeFrame, now: float, wall: float = 0.0) -> FrameResult:
         """Take one node frame (already decoded against the current model)."""
         model = self._require_model()
-        stats = self.stats
-        if not stats.take(frame.seq, first=self._new_session):
+        stats_changed = self.stats.take_frame(frame, first=self._new_session)
+        if stats_changed is None:
             return FrameResult(accepted=False)
         self._new_session = False
-        stats.refused_by_node = frame.refused_frames
-        stats.foreign_requests = frame.foreign_requests
+        self.last_frame = now
         self.node_uptime_ms = frame.uptime_ms
-
-        result = FrameResult(accepted=True)
+        result = FrameResult(accepted=True, stats_changed=stats_changed)
+        if frame.applied_seq <= self.desired_seq and self.latency.acknowledged(
+            frame.applied_seq, now
+        ):
+            result.stats_changed = True
         if self.acked_seq < frame.applied_seq <= self.desired_seq:
             carried = [*self.desired.values(), self.desired_acquisition]
             cleared = any(
@@ -247,29 +261,36 @@ class ExchangeEngine:
         for i, value in enumerate(frame.values):
             current = self.reported[i]
             if current is None or not same(current.value, value):
-                self.reported[i] = Stamped(value, now, SENDER_NODE, wall)
+                self.reported[i] = Stamped(value, now, CHANGED_BY_NODE, wall)
                 result.changed.append(i)
             if model.points[i].type.writable:
-                verdict = self._writer_priority(i, value, now, wall)
-                if verdict is _DEFER:
-                    deferred = True
-                elif verdict is not _SETTLED:
+                verdict = self._judge(i, value, now, wall)
+                deferred |= verdict is Verdict.DEFER
+                if verdict in (Verdict.FIRST, Verdict.ADOPT):
                     result.desired_changed = True
-                    if verdict is _ADOPTED:
+                    if verdict is Verdict.ADOPT:
                         result.adopted.append(i)
 
-        if (frame.acquisition_running, frame.failsafe_active) != (
+        running = frame.acquisition_running
+        if (running, frame.failsafe_active) != (
             self.acquisition_running,
             self.failsafe_active,
         ):
             result.node_state_changed = True
-            self.acquisition_running = frame.acquisition_running
+            self.acquisition_running = running
             self.failsafe_active = frame.failsafe_active
-        verdict = self._acquisition_priority(frame.acquisition_running, now, wall)
-        if verdict is _DEFER:
-            deferred = True
-        elif verdict is not _SETTLED:
-            result.desired_changed = True
+        if (acquisition := self.desired_acquisition) is not None:
+            verdict = judge(
+                acquisition,
+                running,
+                pending=self._pending(acquisition),
+                now=now,
+                delay=self.writer_priority_delay,
+            )
+            deferred |= verdict is Verdict.DEFER
+            if verdict is Verdict.ADOPT:
+                self._set_acquisition(Stamped(running, now, CHANGED_BY_NODE, wall))
+                result.desired_changed = True
         if not deferred and frame.seq > self.seen:
             self.seen = frame.seq
         return result
@@ -302,56 +323,47 @@ class ExchangeEngine:
         """True until the node has applied a desired frame that carried this value."""
         return desired.seq == 0 or self.acked_seq < desired.seq
 
-    def _writer_priority(
-        self, index: int, reported: Value, now: float, wall: float
-    ) -> object:
-        """Judge a reported value against the desired one (docs/exchange.md, rules 1-6)."""
-        if reported is None:
-            return _SETTLED
-        desired = self.desired.get(index)
-        if desired is None:
-            # Nothing desired (yet): the node's value is the desired value, if the node
-            # would take it back; otherwise the node's own value stands, nothing is sent.
-            if not self._acceptable(index, reported):
-                return _SETTLED
-            self._set_desired(index, Stamped(reported, now, SENDER_NODE, wall))
-            return _CHANGED
-        if same(desired.value, reported):
-            return _SETTLED
-        if self._pending(desired):
-            return _DEFER
-        if (
-            desired.sender != SENDER_NODE
-            and now - desired.time < self.writer_priority_delay
-        ):
-            return _SETTLED  # Home Assistant's recent write wins and keeps being sent
-        if self._acceptable(index, reported):
-            self._set_desired(index, Stamped(reported, now, SENDER_NODE, wall))
-        else:
-            self._drop_desired(index)
-        return _ADOPTED
+    def _judge(self, index: int, reported: Value, now: float, wall: float) -> Verdict:
+        """Writer priority for one point of a frame (priority.py), applied.
 
-    def _acquisition_priority(self, running: bool, now: float, wall: float) -> object:
-        desired = self.desired_acquisition
-        if desired is None or bool(desired.value) == running:
-            return _SETTLED
-        if self._pending(desired):
-            return _DEFER
-        if (
-            desired.sender != SENDER_NODE
-            and now - desired.time < self.writer_priority_delay
-        ):
-            return _SETTLED
-        self._set_acquisition(Stamped(running, now, SENDER_NODE, wall))
-        return _ADOPTED
+        A value the node would refuse back is never made desired: when nothing is desired
+        yet the node's own value stands and nothing is sent; a local change the node would
+        refuse drops the desired value.
+        """
+        desired = self.desired.get(index)
+        verdict = judge(
+            desired,
+            reported,
+            pending=desired is not None and self._pending(desired),
+            now=now,
+            delay=self.writer_priority_delay,
+        )
+        if verdict in (Verdict.FIRST, Verdict.ADOPT):
+            if self._acceptable(index, reported):
+                self._set_desired(index, Stamped(reported, now, CHANGED_BY_NODE, wall))
+            elif verdict is Verdict.FIRST:
+                return Verdict.SETTLED
+            else:
+                self._drop_desired(index)
+        return verdict
 
     def report(self, index: int, value: Value, now: float, wall: float = 0.0) -> bool:
         """A reported value outside frames (entity mode); True if it changed."""
         current = self.reported[index]
         if current is not None and same(current.value, value):
             return False
-        self.reported[index] = Stamped(value, now, SENDER_NODE, wall)
+        self.reported[index] = Stamped(value, now, CHANGED_BY_NODE, wall)
         return True
+
+    def stale_reason(self, *, connected: bool, now: float) -> StaleReason | None:
+        """Why this node's values are stale now, or None while they are live."""
+        return stale_reason(
+            connected=connected,
+            acquisition_running=self.acquisition_running,
+            last_frame=self.last_frame,
+            now=now,
+            stale_after=self.stale_after,
+        )
 
     def sent_entity_mode(self) -> None:
         """Entity mode sends each write as a command at once: nothing waits for a frame."""
@@ -381,20 +393,7 @@ class ExchangeEngine:
         if self._pending(stamped):
             self._unsent[_ACQUISITION] = stamped
 
-    def _point(self, index: int) -> Any:
-        model = self._require_model()
-        if not 0 <= index < len(model.points):
-            raise IndexError(index)
-        return model.points[index]
-
     def _require_model(self) -> Model:
         if self.model is None:
             raise RuntimeError("no model yet")
         return self.model
-
-
-# Verdicts of the writer-priority rule for one point of one frame.
-_SETTLED = object()  # nothing to do (equal, Home Assistant wins, or unknown)
-_DEFER = object()  # the desired value is pending: judged once the node applied it
-_ADOPTED = object()  # a local change became the desired value (or dropped it)
-_CHANGED = object()  # the node's first value became the desired value

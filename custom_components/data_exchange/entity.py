@@ -1,25 +1,54 @@
-"""Base entities: one per point, and node-level entities."""
+"""The entities' common part: the base classes, the platform setup every platform file
+calls, and the entity registry cleanup when the firmware's points change.
+
+Point entities are typed from the node's entity info; their state is the point's reported
+value, written only when that value (or the node's staleness) changes. Node entities take a
+frozen entity description; their value comes from the manager through ``value_fn``.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from aioesphomeapi import APIConnectionError, EntityCategory as NodeEntityCategory
-from homeassistant.const import EntityCategory
+from aioesphomeapi import APIConnectionError, ButtonInfo, EntityCategory as NodeCategory
+from homeassistant.const import EntityCategory, Platform
+from homeassistant.core import HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
+from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.entity import Entity, EntityDescription
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .const import ATTR_CHANGED_BY, ATTR_REASON, ATTR_REPORTED_AT, ATTR_STALE, DOMAIN
-from .coordinator import TOPIC_NODE, DataExchangeCoordinator, NodePoint
+from .const import (
+    ATTR_CHANGED_BY,
+    ATTR_REASON,
+    ATTR_REPORTED_AT,
+    ATTR_STALE,
+    DOMAIN,
+    MODE_FRAME,
+)
+from .listeners import Topic
+from .manager import DataExchangeConfigEntry, NodeManager
 from .plain import plain
+from .points import NodePoint, validate_value
 from .protocol import Value
-from .services import validate_value
 
 _CATEGORIES = {
-    NodeEntityCategory.CONFIG: EntityCategory.CONFIG,
-    NodeEntityCategory.DIAGNOSTIC: EntityCategory.DIAGNOSTIC,
+    NodeCategory.CONFIG: EntityCategory.CONFIG,
+    NodeCategory.DIAGNOSTIC: EntityCategory.DIAGNOSTIC,
 }
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeEntityDescription(EntityDescription):
+    """A node-level entity: what it shows, which topic it follows, which modes have it."""
+
+    value_fn: Callable[[NodeManager], Any] = lambda _node: None
+    attributes_fn: Callable[[NodeManager], dict[str, Any]] | None = None
+    topic: Topic = Topic.NODE
+    frame_mode_only: bool = False
 
 
 class DataExchangeEntity(Entity):
@@ -28,24 +57,23 @@ class DataExchangeEntity(Entity):
     _attr_has_entity_name = True
     _attr_should_poll = False
 
-    def __init__(self, coordinator: DataExchangeCoordinator) -> None:
-        self.coordinator = coordinator
-        self._attr_device_info = coordinator.device_info
+    def __init__(self, node: NodeManager) -> None:
+        self.node = node
+        self._attr_device_info = node.device_info
 
 
 class PointEntity(DataExchangeEntity):
-    """An entity for one point of the node, typed from the node's entity info.
+    """An entity for one point of the node.
 
-    Its state is the point's reported value, written only when that value (or the node's
-    staleness) changes. Attributes: ``stale``, ``changed_by`` (who caused the value: the node,
-    a user, an automation) and, while stale, ``reported_at`` (when the node reported it).
+    Attributes: ``stale``, ``changed_by`` (who caused the value: the node, a user, an
+    automation) and, while stale, ``reported_at`` (when the node reported it).
     """
 
-    def __init__(self, coordinator: DataExchangeCoordinator, point: NodePoint) -> None:
-        super().__init__(coordinator)
+    def __init__(self, node: NodeManager, point: NodePoint) -> None:
+        super().__init__(node)
         info = point.info
         self.point = point
-        self._attr_unique_id = coordinator.unique_id(point.kind, info.object_id)
+        self._attr_unique_id = node.unique_id(point.kind, info.object_id)
         self._attr_name = info.name or None
         self._attr_icon = info.icon or None
         if info.entity_category is not None:
@@ -54,36 +82,31 @@ class PointEntity(DataExchangeEntity):
 
     async def async_added_to_hass(self) -> None:
         self.async_on_remove(
-            self.coordinator.async_add_point_listener(
-                self.point.index, self.async_write_ha_state
-            )
+            self.node.listeners.add_point(self.point.index, self.async_write_ha_state)
         )
 
     @property
     def point_value(self) -> Value:
-        reported = self.coordinator.reported(self.point.index)
+        reported = self.node.reported(self.point.index)
         return None if reported is None else reported.value
 
     @property
     def available(self) -> bool:
-        coordinator = self.coordinator
-        if coordinator.keep_values:
+        node = self.node
+        if node.keep_values:
             # Stale values stay visible (marked), also restored ones while offline.
-            return (
-                coordinator.connected
-                or coordinator.reported(self.point.index) is not None
-            )
-        return coordinator.stale_reason is None
+            return node.connected or node.reported(self.point.index) is not None
+        return node.stale_reason is None
 
     @property
     def extra_state_attributes(self) -> dict[str, Any]:
-        coordinator = self.coordinator
-        stale = coordinator.stale_reason is not None
+        node = self.node
+        stale = node.stale_reason is not None
         attrs: dict[str, Any] = {
             ATTR_STALE: stale,
-            ATTR_CHANGED_BY: coordinator.changed_by(self.point.index),
+            ATTR_CHANGED_BY: node.changed_by(self.point.index),
         }
-        reported = coordinator.reported(self.point.index)
+        reported = node.reported(self.point.index)
         if stale and reported is not None:
             attrs[ATTR_REPORTED_AT] = datetime.fromtimestamp(
                 reported.wall, UTC
@@ -95,40 +118,92 @@ class PointEntity(DataExchangeEntity):
         # bytes through; the node would reject every desired frame with such a value.
         value = validate_value(self.point, self.entity_id, value)
         try:
-            await self.coordinator.async_write(self.point.index, value, self._context)
+            await self.node.async_write(self.point.index, value, self._context)
         except APIConnectionError as err:
-            raise not_connected(self.coordinator) from err
+            raise not_connected(self.node) from err
 
 
 class NodeEntity(DataExchangeEntity):
     """A node-level entity (connectivity, staleness, acquisition, exchange health)."""
 
-    topic = TOPIC_NODE
+    entity_description: NodeEntityDescription
 
-    def __init__(
-        self, coordinator: DataExchangeCoordinator, description: EntityDescription
-    ) -> None:
-        super().__init__(coordinator)
+    def __init__(self, node: NodeManager, description: NodeEntityDescription) -> None:
+        super().__init__(node)
         self.entity_description = description
-        self._attr_unique_id = f"{coordinator.mac}-{description.key}"
+        self._attr_unique_id = f"{node.mac}-{description.key}"
 
     async def async_added_to_hass(self) -> None:
         self.async_on_remove(
-            self.coordinator.async_add_node_listener(
-                self.async_write_ha_state, self.topic
+            self.node.listeners.add_topic(
+                self.entity_description.topic, self.async_write_ha_state
             )
         )
 
+    @property
+    def extra_state_attributes(self) -> dict[str, Any] | None:
+        attributes_fn = self.entity_description.attributes_fn
+        return None if attributes_fn is None else attributes_fn(self.node)
 
-def not_connected(coordinator: DataExchangeCoordinator) -> HomeAssistantError:
+
+def not_connected(node: NodeManager) -> HomeAssistantError:
     """The translated error for a command that needs the node connected."""
     return HomeAssistantError(
         translation_domain=DOMAIN,
         translation_key="not_connected",
-        translation_placeholders={"node": plain(coordinator.name)},
+        translation_placeholders={"node": plain(node.name)},
     )
 
 
-def stale_attributes(coordinator: DataExchangeCoordinator) -> dict[str, Any]:
-    reason = coordinator.stale_reason
+def stale_attributes(node: NodeManager) -> dict[str, Any]:
+    reason = node.stale_reason
     return {ATTR_REASON: None if reason is None else reason.value}
+
+
+@callback
+def async_setup_platform(
+    entry: DataExchangeConfigEntry,
+    platform: Platform,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+    point_entity: Callable[[NodeManager, NodePoint], Entity] | None = None,
+    *,
+    node_entity: Callable[[NodeManager, NodeEntityDescription], Entity] | None = None,
+    descriptions: tuple[NodeEntityDescription, ...] = (),
+    button_entity: Callable[[NodeManager, ButtonInfo], Entity] | None = None,
+) -> None:
+    """Create a platform's entities for the node's current points; platform files call it.
+
+    Before the node was ever read (first setup) there are none: the first connection
+    stores what the node has and reloads the entry, so every entity is created with the
+    node's real name.
+    """
+    node = entry.runtime_data
+    if node.device is None:
+        return
+    entities: list[Entity] = []
+    if point_entity is not None:
+        entities += [
+            point_entity(node, p) for p in node.points if p.platform is platform
+        ]
+    if button_entity is not None:
+        entities += [button_entity(node, b) for b in node.buttons]
+    if node_entity is not None:
+        entities += [
+            node_entity(node, d)
+            for d in descriptions
+            if not d.frame_mode_only or node.mode == MODE_FRAME
+        ]
+    async_add_entities(entities)
+
+
+@callback
+def async_remove_stale_entities(hass: HomeAssistant, node: NodeManager) -> None:
+    """Entities of points the node no longer has leave the entity registry."""
+    registry = er.async_get(hass)
+    keep = node.table.unique_ids(node.mac)
+    prefix = f"{node.mac}-"
+    for entry in er.async_entries_for_config_entry(registry, node.entry.entry_id):
+        uid = entry.unique_id
+        # Node-level entities have no kind segment: "<mac>-<key>".
+        if uid.startswith(prefix) and uid.count("-") >= 2 and uid not in keep:
+            registry.async_remove(entry.entity_id)

@@ -64,7 +64,7 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 # How Home Assistant writes a number in a state; such values of numeric points stay bare.
 _DECIMAL = re.compile(r"-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
 
-HEADER = ("time", "entity_id", "value", "sender")
+HEADER = ("time", "entity_id", "value", "changed_by")
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,9 +199,9 @@ def write_csv(
                 *(_point_rows(hass, c, start, end) for c in columns),
                 key=lambda r: (r[0], r[1]),
             )
-            for changed, entity_id, value, sender in merged:
+            for changed, entity_id, value, changed_by in merged:
                 # Our own ISO time and a valid entity id never begin with a formula sign.
-                writer.writerow((changed.isoformat(), entity_id, value, sender))
+                writer.writerow((changed.isoformat(), entity_id, value, changed_by))
                 rows += 1
         part.replace(path)
     except BaseException:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from aioesphomeapi import NumberMode as NodeNumberMode
+from aioesphomeapi import NumberInfo, NumberMode as NodeNumberMode
 from homeassistant.components.number import NumberDeviceClass, NumberEntity, NumberMode
 from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .coordinator import DataExchangeConfigEntry, DataExchangeCoordinator, NodePoint
-from .entity import PointEntity
+from .entity import PointEntity, async_setup_platform
+from .manager import DataExchangeConfigEntry, NodeManager
+from .points import NodePoint, device_class_of
 
 PARALLEL_UPDATES = 0
 
@@ -25,24 +26,24 @@ async def async_setup_entry(
     entry: DataExchangeConfigEntry,
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
-    entry.runtime_data.async_setup_platform(
-        Platform.NUMBER, async_add_entities, PointNumber
-    )
+    async_setup_platform(entry, Platform.NUMBER, async_add_entities, PointNumber)
 
 
 class PointNumber(PointEntity, NumberEntity):
-    def __init__(self, coordinator: DataExchangeCoordinator, point: NodePoint) -> None:
-        super().__init__(coordinator, point)
-        info = point.info
-        self._attr_native_min_value = info.min_value  # type: ignore[attr-defined]
-        self._attr_native_max_value = info.max_value  # type: ignore[attr-defined]
-        if info.step:  # type: ignore[attr-defined]
-            self._attr_native_step = info.step  # type: ignore[attr-defined]
-        self._attr_native_unit_of_measurement = info.unit_of_measurement or None  # type: ignore[attr-defined]
-        self._attr_mode = _MODES.get(info.mode, NumberMode.AUTO)  # type: ignore[attr-defined]
-        device_class = getattr(info, "device_class", "")
-        if device_class in NumberDeviceClass.__members__.values():
-            self._attr_device_class = NumberDeviceClass(device_class)
+    def __init__(self, node: NodeManager, point: NodePoint) -> None:
+        super().__init__(node, point)
+        info = point.info_as(NumberInfo)
+        self._attr_native_min_value = info.min_value
+        self._attr_native_max_value = info.max_value
+        if info.step:
+            self._attr_native_step = info.step
+        self._attr_native_unit_of_measurement = info.unit_of_measurement or None
+        self._attr_mode = (
+            NumberMode.AUTO
+            if info.mode is None
+            else _MODES.get(info.mode, NumberMode.AUTO)
+        )
+        self._attr_device_class = device_class_of(info, NumberDeviceClass)
 
     @property
     def native_value(self) -> float | None:

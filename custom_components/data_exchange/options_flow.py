@@ -15,16 +15,16 @@ from homeassistant.helpers.selector import (
 import probatio
 
 from .const import (
-    CONF_CYCLE,
+    CONF_DESIRED_INTERVAL,
     CONF_KEEP_VALUES,
     CONF_STALE_AFTER,
     CONF_WRITER_PRIORITY_DELAY,
-    DEFAULT_CYCLE,
+    DEFAULT_DESIRED_INTERVAL,
     DEFAULT_KEEP_VALUES,
     DEFAULT_STALE_AFTER,
     DEFAULT_WRITER_PRIORITY_DELAY,
-    MAX_CYCLE,
-    MIN_CYCLE,
+    MAX_DESIRED_INTERVAL,
+    MIN_DESIRED_INTERVAL,
 )
 
 
@@ -39,10 +39,17 @@ class DataExchangeOptionsFlow(OptionsFlowWithReload):
             # The number selector checks the range, but NaN is in every range.
             errors = {
                 field: "invalid_number"
-                for field in (CONF_CYCLE, CONF_WRITER_PRIORITY_DELAY, CONF_STALE_AFTER)
+                for field in (
+                    CONF_DESIRED_INTERVAL,
+                    CONF_WRITER_PRIORITY_DELAY,
+                    CONF_STALE_AFTER,
+                )
                 if not math.isfinite(user_input[field])
             }
-            if not errors and user_input[CONF_STALE_AFTER] <= user_input[CONF_CYCLE]:
+            if (
+                not errors
+                and user_input[CONF_STALE_AFTER] <= user_input[CONF_DESIRED_INTERVAL]
+            ):
                 errors[CONF_STALE_AFTER] = "stale_after_too_short"
             if not errors:
                 return self.async_create_entry(data=user_input)
@@ -62,8 +69,11 @@ class DataExchangeOptionsFlow(OptionsFlowWithReload):
         schema = probatio.Schema(
             {
                 probatio.Required(
-                    CONF_CYCLE, default=options.get(CONF_CYCLE, DEFAULT_CYCLE)
-                ): seconds(MIN_CYCLE, MAX_CYCLE, 0.05),
+                    CONF_DESIRED_INTERVAL,
+                    default=options.get(
+                        CONF_DESIRED_INTERVAL, DEFAULT_DESIRED_INTERVAL
+                    ),
+                ): seconds(MIN_DESIRED_INTERVAL, MAX_DESIRED_INTERVAL, 0.05),
                 probatio.Required(
                     CONF_WRITER_PRIORITY_DELAY,
                     default=options.get(

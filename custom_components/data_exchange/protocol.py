@@ -58,15 +58,15 @@ class PointType(StrEnum):
         return self in _WRITABLE
 
     @property
-    def kind(self) -> str:
+    def encoding(self) -> str:
         """How values of this type are encoded: number, bool or string."""
-        return _KIND[self]
+        return _ENCODING[self]
 
 
 _WRITABLE = frozenset(
     {PointType.NUMBER, PointType.SWITCH, PointType.SELECT, PointType.TEXT}
 )
-_KIND = {
+_ENCODING = {
     PointType.SENSOR: "number",
     PointType.NUMBER: "number",
     PointType.BINARY_SENSOR: "bool",
@@ -269,12 +269,12 @@ def encode_value(ptype: PointType, value: Value) -> str:
     """Encode one value of a point of type ``ptype``; None is unknown / no desired value."""
     if value is None:
         return ""
-    kind = ptype.kind
-    if kind == "bool":
+    encoding = ptype.encoding
+    if encoding == "bool":
         if not isinstance(value, bool):
             raise TypeError(f"{ptype.name} takes a bool")
         return "1" if value else "0"
-    if kind == "number":
+    if encoding == "number":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise TypeError(f"{ptype.name} takes a number")
         number = float(value)
@@ -291,12 +291,12 @@ def decode_value(ptype: PointType, field: str) -> Value:
     """Decode one field; raises ProtocolError on anything malformed."""
     if field == "":
         return None
-    kind = ptype.kind
-    if kind == "bool":
+    encoding = ptype.encoding
+    if encoding == "bool":
         if field not in ("0", "1"):
             raise ProtocolError(f"{ptype.name} value {field[:16]!r}")
         return field == "1"
-    if kind == "number":
+    if encoding == "number":
         # Only what the node writes: no NaN or infinity, no hex floats, no underscores
         # or spaces; a number too large for a float ("1e999") is no value either.
         if len(field) > 40 or not _FLOAT.fullmatch(field):
@@ -335,36 +335,52 @@ def encode_desired_values(model: Model, values: Sequence[Value]) -> str:
     return text
 
 
-def desired_frame(
-    model: Model,
-    seq: int,
-    seen: int,
-    values: Sequence[Value],
-    acquisition: bool | None = None,
-) -> dict[str, int | str]:
-    """The arguments of one ``data_exchange_write`` call, from values.
+@dataclass(frozen=True, slots=True)
+class DesiredFrame:
+    """One desired frame (a ``data_exchange_write`` call), as the engine builds it.
 
-    ``values`` holds one desired value per writable point (None: no desired value);
-    ``seen`` is the sequence number of the newest node frame taken into account.
+    ``values`` is the encoded values argument (encode_desired_values), one value per
+    writable point; ``seen`` the sequence number of the newest node frame taken into
+    account; ``acquisition`` None when Home Assistant desires nothing for it.
     """
-    return desired_args(
-        model, seq, seen, encode_desired_values(model, values), acquisition
-    )
 
+    model_id: str
+    token: str
+    seq: int
+    seen: int
+    values: str
+    acquisition: bool | None = None
 
-def desired_args(
-    model: Model, seq: int, seen: int, values_text: str, acquisition: bool | None
-) -> dict[str, int | str]:
-    """The one encoder of a desired frame's arguments (the engine uses it every cycle).
+    @classmethod
+    def of(
+        cls,
+        model: Model,
+        seq: int,
+        seen: int,
+        values: Sequence[Value],
+        acquisition: bool | None = None,
+    ) -> DesiredFrame:
+        """A desired frame from plain values (None: no desired value for that point)."""
+        return cls(
+            model.model_id,
+            model.token,
+            seq,
+            seen,
+            encode_desired_values(model, values),
+            acquisition,
+        )
 
-    Sequence numbers travel as decimal strings: the API's integer arguments are 32-bit, and
-    a 32-bit counter of frames would not last a year at the shortest cycle.
-    """
-    return {
-        "token": model.token,
-        "seq": str(seq),
-        "seen": str(seen),
-        "model": model.model_id,
-        "values": values_text,
-        "acquisition": -1 if acquisition is None else int(acquisition),
-    }
+    def args(self) -> dict[str, int | str]:
+        """The action's arguments: the one encoder of a desired frame.
+
+        Sequence numbers travel as decimal strings: the API's integer arguments are 32-bit,
+        and a 32-bit counter of frames would not last a year at the shortest cycle.
+        """
+        return {
+            "token": self.token,
+            "seq": str(self.seq),
+            "seen": str(self.seen),
+            "model": self.model_id,
+            "values": self.values,
+            "acquisition": -1 if self.acquisition is None else int(self.acquisition),
+        }

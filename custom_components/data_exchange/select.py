@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from aioesphomeapi import SelectInfo
 from homeassistant.components.select import SelectEntity
 from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .coordinator import DataExchangeConfigEntry, DataExchangeCoordinator, NodePoint
-from .entity import PointEntity
+from .entity import PointEntity, async_setup_platform
+from .manager import DataExchangeConfigEntry, NodeManager
+from .points import NodePoint
 
 PARALLEL_UPDATES = 0
 
@@ -18,15 +20,13 @@ async def async_setup_entry(
     entry: DataExchangeConfigEntry,
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
-    entry.runtime_data.async_setup_platform(
-        Platform.SELECT, async_add_entities, PointSelect
-    )
+    async_setup_platform(entry, Platform.SELECT, async_add_entities, PointSelect)
 
 
 class PointSelect(PointEntity, SelectEntity):
-    def __init__(self, coordinator: DataExchangeCoordinator, point: NodePoint) -> None:
-        super().__init__(coordinator, point)
-        self._attr_options = list(point.info.options)  # type: ignore[attr-defined]
+    def __init__(self, node: NodeManager, point: NodePoint) -> None:
+        super().__init__(node, point)
+        self._attr_options = list(point.info_as(SelectInfo).options)
 
     @property
     def current_option(self) -> str | None:

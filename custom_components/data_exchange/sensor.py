@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from aioesphomeapi import SensorStateClass
+from aioesphomeapi import SensorInfo, SensorStateClass
 from homeassistant.components.sensor import (
     SensorDeviceClass,
     SensorEntity,
@@ -28,14 +29,10 @@ from .const import (
     MODE_ENTITY,
     MODE_FRAME,
 )
-from .coordinator import (
-    TOPIC_IGNORED,
-    TOPIC_STATS,
-    DataExchangeConfigEntry,
-    DataExchangeCoordinator,
-    NodePoint,
-)
-from .entity import NodeEntity, PointEntity
+from .entity import NodeEntity, NodeEntityDescription, PointEntity, async_setup_platform
+from .listeners import Topic
+from .manager import DataExchangeConfigEntry, NodeManager
+from .points import NodePoint, device_class_of
 from .protocol import PointType
 
 PARALLEL_UPDATES = 0
@@ -47,51 +44,88 @@ _STATE_CLASSES = {
     SensorStateClass.MEASUREMENT_ANGLE: HASensorStateClass.MEASUREMENT_ANGLE,
 }
 
-MODE = SensorEntityDescription(
-    key="mode",
-    translation_key="mode",
-    device_class=SensorDeviceClass.ENUM,
-    options=[MODE_FRAME, MODE_ENTITY],
-    entity_category=EntityCategory.DIAGNOSTIC,
-)
-# Changes with every write: disabled by default.
-LATENCY = SensorEntityDescription(
-    key="latency",
-    translation_key="latency",
-    native_unit_of_measurement=UnitOfTime.MILLISECONDS,
-    device_class=SensorDeviceClass.DURATION,
-    state_class=HASensorStateClass.MEASUREMENT,
-    suggested_display_precision=2,
-    entity_category=EntityCategory.DIAGNOSTIC,
-    entity_registry_enabled_default=False,
-)
-MISSED_FRAMES = SensorEntityDescription(
-    key="missed_frames",
-    translation_key="missed_frames",
-    state_class=HASensorStateClass.TOTAL_INCREASING,
-    entity_category=EntityCategory.DIAGNOSTIC,
-)
 
-# Input from the node that was not taken: malformed frames (nothing of them applied) and
-# action requests or events (never obeyed).
-REJECTED_FRAMES = SensorEntityDescription(
-    key="rejected_frames",
-    translation_key="rejected_frames",
-    state_class=HASensorStateClass.TOTAL_INCREASING,
-    entity_category=EntityCategory.DIAGNOSTIC,
-)
-# Desired frames the node refused (a value it does not accept; see docs/exchange.md).
-REFUSED_FRAMES = SensorEntityDescription(
-    key="refused_frames",
-    translation_key="refused_frames",
-    state_class=HASensorStateClass.TOTAL_INCREASING,
-    entity_category=EntityCategory.DIAGNOSTIC,
-)
-IGNORED_REQUESTS = SensorEntityDescription(
-    key="ignored_requests",
-    translation_key="ignored_requests",
-    state_class=HASensorStateClass.TOTAL_INCREASING,
-    entity_category=EntityCategory.DIAGNOSTIC,
+@dataclass(frozen=True, kw_only=True)
+class NodeSensorDescription(NodeEntityDescription, SensorEntityDescription):
+    """A node-level sensor."""
+
+
+def _refusal(node: NodeManager) -> dict[str, Any]:
+    stats = node.stats()
+    return {
+        ATTR_POINT: stats.refused_point,
+        ATTR_REASON: stats.refused_reason,
+        # Desired frames other API clients sent; the node ignored them.
+        ATTR_FOREIGN_REQUESTS: stats.foreign_requests,
+    }
+
+
+DESCRIPTIONS: tuple[NodeSensorDescription, ...] = (
+    # Which mode the node uses: frame (our component) or entity (plain ESPHome).
+    NodeSensorDescription(
+        key="mode",
+        translation_key="mode",
+        device_class=SensorDeviceClass.ENUM,
+        options=[MODE_FRAME, MODE_ENTITY],
+        entity_category=EntityCategory.DIAGNOSTIC,
+        value_fn=lambda node: node.mode,
+    ),
+    # A desired frame with writes sent -> the node's acknowledging frame received. Changes
+    # with every write: disabled by default.
+    NodeSensorDescription(
+        key="latency",
+        translation_key="latency",
+        native_unit_of_measurement=UnitOfTime.MILLISECONDS,
+        device_class=SensorDeviceClass.DURATION,
+        state_class=HASensorStateClass.MEASUREMENT,
+        suggested_display_precision=2,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,
+        topic=Topic.STATS,
+        frame_mode_only=True,
+        value_fn=lambda node: node.stats().latency_ms,
+    ),
+    NodeSensorDescription(
+        key="missed_frames",
+        translation_key="missed_frames",
+        state_class=HASensorStateClass.TOTAL_INCREASING,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        topic=Topic.STATS,
+        frame_mode_only=True,
+        value_fn=lambda node: node.stats().missed_frames,
+    ),
+    # Node frames Home Assistant could not take (nothing of them applied).
+    NodeSensorDescription(
+        key="malformed_frames",
+        translation_key="malformed_frames",
+        state_class=HASensorStateClass.TOTAL_INCREASING,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        topic=Topic.IGNORED,
+        frame_mode_only=True,
+        value_fn=lambda node: node.stats().malformed_frames,
+    ),
+    # Desired frames the node refused since it booted (a value it does not accept; see
+    # docs/exchange.md), with the last point and reason.
+    NodeSensorDescription(
+        key="refused_frames",
+        translation_key="refused_frames",
+        state_class=HASensorStateClass.TOTAL_INCREASING,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        topic=Topic.STATS,
+        frame_mode_only=True,
+        value_fn=lambda node: node.stats().refused_frames,
+        attributes_fn=_refusal,
+    ),
+    # Action requests and events the node sent (never obeyed).
+    NodeSensorDescription(
+        key="ignored_requests",
+        translation_key="ignored_requests",
+        state_class=HASensorStateClass.TOTAL_INCREASING,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        topic=Topic.IGNORED,
+        frame_mode_only=True,
+        value_fn=lambda node: node.stats().ignored_requests,
+    ),
 )
 
 
@@ -100,42 +134,31 @@ async def async_setup_entry(
     entry: DataExchangeConfigEntry,
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
-    def point_entity(coordinator: DataExchangeCoordinator, point: NodePoint) -> Entity:
+    def point_entity(node: NodeManager, point: NodePoint) -> Entity:
         if point.type is PointType.TEXT_SENSOR:
-            return PointTextSensor(coordinator, point)
-        return PointSensor(coordinator, point)
+            return PointTextSensor(node, point)
+        return PointSensor(node, point)
 
-    def node_entities(coordinator: DataExchangeCoordinator) -> list[Entity]:
-        entities: list[Entity] = [ModeSensor(coordinator, MODE)]
-        if coordinator.mode == MODE_FRAME:
-            entities += [
-                LatencySensor(coordinator, LATENCY),
-                MissedFramesSensor(coordinator, MISSED_FRAMES),
-                RejectedFramesSensor(coordinator, REJECTED_FRAMES),
-                RefusedFramesSensor(coordinator, REFUSED_FRAMES),
-                IgnoredRequestsSensor(coordinator, IGNORED_REQUESTS),
-            ]
-        return entities
-
-    entry.runtime_data.async_setup_platform(
-        Platform.SENSOR, async_add_entities, point_entity, node_entities
+    async_setup_platform(
+        entry,
+        Platform.SENSOR,
+        async_add_entities,
+        point_entity,
+        node_entity=NodeSensor,
+        descriptions=DESCRIPTIONS,
     )
 
 
 class PointSensor(PointEntity, SensorEntity):
-    def __init__(self, coordinator: DataExchangeCoordinator, point: NodePoint) -> None:
-        super().__init__(coordinator, point)
-        info = point.info
-        self._attr_native_unit_of_measurement = (
-            getattr(info, "unit_of_measurement", "") or None
+    def __init__(self, node: NodeManager, point: NodePoint) -> None:
+        super().__init__(node, point)
+        info = point.info_as(SensorInfo)
+        self._attr_native_unit_of_measurement = info.unit_of_measurement or None
+        self._attr_suggested_display_precision = info.accuracy_decimals
+        self._attr_device_class = device_class_of(info, SensorDeviceClass)
+        self._attr_state_class = (
+            None if info.state_class is None else _STATE_CLASSES.get(info.state_class)
         )
-        self._attr_suggested_display_precision = getattr(
-            info, "accuracy_decimals", None
-        )
-        device_class = getattr(info, "device_class", "")
-        if device_class in SensorDeviceClass.__members__.values():
-            self._attr_device_class = SensorDeviceClass(device_class)
-        self._attr_state_class = _STATE_CLASSES.get(getattr(info, "state_class", None))  # type: ignore[arg-type]
 
     @property
     def native_value(self) -> float | None:
@@ -152,66 +175,9 @@ class PointTextSensor(PointEntity, SensorEntity):
         return value[:MAX_LENGTH_STATE_STATE] if isinstance(value, str) else None
 
 
-class ModeSensor(NodeEntity, SensorEntity):
-    """Which mode the node uses: frame (our component) or entity (plain ESPHome)."""
+class NodeSensor(NodeEntity, SensorEntity):
+    entity_description: NodeSensorDescription
 
     @property
-    def native_value(self) -> str | None:
-        return self.coordinator.mode
-
-
-class LatencySensor(NodeEntity, SensorEntity):
-    """A desired frame with writes sent -> the node's acknowledging frame received."""
-
-    topic = TOPIC_STATS
-
-    @property
-    def native_value(self) -> float | None:
-        return self.coordinator.latency_ms
-
-
-class MissedFramesSensor(NodeEntity, SensorEntity):
-    topic = TOPIC_STATS
-
-    @property
-    def native_value(self) -> int:
-        return self.coordinator.engine.stats.missed
-
-
-class RejectedFramesSensor(NodeEntity, SensorEntity):
-    topic = TOPIC_IGNORED
-
-    @property
-    def native_value(self) -> int:
-        return self.coordinator.rejected_frames
-
-
-class RefusedFramesSensor(NodeEntity, SensorEntity):
-    """Desired frames the node refused since it booted, with the last point and reason."""
-
-    topic = TOPIC_STATS
-
-    @property
-    def native_value(self) -> int:
-        return self.coordinator.engine.stats.refused_by_node
-
-    @property
-    def extra_state_attributes(self) -> dict[str, Any]:
-        engine = self.coordinator.engine
-        last = engine.last_refusal
-        return {
-            ATTR_POINT: None
-            if last is None
-            else self.coordinator.point_name(last.index),
-            ATTR_REASON: None if last is None else last.reason,
-            # Desired frames other API clients sent; the node ignored them.
-            ATTR_FOREIGN_REQUESTS: engine.stats.foreign_requests,
-        }
-
-
-class IgnoredRequestsSensor(NodeEntity, SensorEntity):
-    topic = TOPIC_IGNORED
-
-    @property
-    def native_value(self) -> int:
-        return self.coordinator.connection.stats.ignored_calls
+    def native_value(self) -> Any:
+        return self.entity_description.value_fn(self.node)

@@ -7,8 +7,7 @@ or nothing, and says why in a translated error.
 from __future__ import annotations
 
 from dataclasses import dataclass
-import re
-from typing import Any, cast
+from typing import Any
 
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import (
@@ -18,7 +17,6 @@ from homeassistant.core import (
     SupportsResponse,
     callback,
 )
-from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import (
     config_validation as cv,
     device_registry as dr,
@@ -27,12 +25,10 @@ from homeassistant.helpers import (
 from homeassistant.util import dt as dt_util
 import probatio
 
-from .const import DOMAIN, MODE_FRAME
-from .coordinator import DataExchangeCoordinator, NodePoint
+from .const import DOMAIN
 from .export import ExportColumn, async_export
-from .float32 import canonical_number
-from .protocol import PointType, Value
-from .rules import Refusal, limits_of, refusal
+from .manager import NodeManager
+from .points import NodePoint, validate_value, validation_error as _error
 
 SERVICE_WRITE = "write"
 SERVICE_EXPORT_HISTORY = "export_history"
@@ -62,17 +58,9 @@ EXPORT_SCHEMA = probatio.Schema(
 RESYNC_SCHEMA = probatio.Schema({probatio.Required(ATTR_DEVICE_ID): cv.string})
 
 
-def _error(key: str, **placeholders: Any) -> ServiceValidationError:
-    return ServiceValidationError(
-        translation_domain=DOMAIN,
-        translation_key=key,
-        translation_placeholders={k: str(v) for k, v in placeholders.items()},
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class _Target:
-    coordinator: DataExchangeCoordinator
+    node: NodeManager
     point: NodePoint
     entity_id: str
 
@@ -87,71 +75,11 @@ def _resolve(hass: HomeAssistant, entity_id: Any) -> _Target:
     config_entry = hass.config_entries.async_get_entry(entry.config_entry_id)
     if config_entry is None or config_entry.state is not ConfigEntryState.LOADED:
         raise _error("node_not_loaded", entity_id=entity_id)
-    coordinator: DataExchangeCoordinator = config_entry.runtime_data
-    for point in coordinator.points:
-        if coordinator.unique_id(point.kind, point.info.object_id) == entry.unique_id:
-            return _Target(coordinator, point, entity_id)
+    node: NodeManager = config_entry.runtime_data
+    for point in node.points:
+        if node.unique_id(point.kind, point.info.object_id) == entry.unique_id:
+            return _Target(node, point, entity_id)
     raise _error("unknown_point", entity_id=entity_id)
-
-
-def validate_value(point: NodePoint, entity_id: str, value: Any) -> Value:
-    """A value the point accepts, or a translated error; nothing is sent here.
-
-    The rule is the node's own (rules.py, the twin of the node's rules.h), so nothing
-    accepted here can be refused by the node. Numbers come back as the node will hold them
-    (32-bit floats: 123456789 is 123456790).
-    """
-    info: Any = point.info
-    if not point.type.writable:
-        raise _error("read_only", entity_id=entity_id)
-    shown = str(value)[:100]
-    reason = refusal(limits_of(point.type, info), value)
-    if reason is Refusal.FORMAT:
-        if point.type is PointType.NUMBER and isinstance(value, float):
-            reason = Refusal.RANGE  # NaN: no number in the range
-        elif point.type is PointType.TEXT and isinstance(value, str):
-            reason = Refusal.LENGTH  # not encodable as UTF-8
-        else:
-            expected = {
-                PointType.NUMBER: "number",
-                PointType.SWITCH: "true/false",
-            }.get(point.type, "text")
-            raise _error(
-                "wrong_type", entity_id=entity_id, expected=expected, value=shown
-            )
-    if reason is Refusal.RANGE:
-        raise _error(
-            "out_of_range",
-            entity_id=entity_id,
-            value=shown,
-            min=info.min_value,
-            max=info.max_value,
-        )
-    if reason is Refusal.STEP:
-        raise _error("off_step", entity_id=entity_id, value=shown, step=info.step)
-    if reason is Refusal.OPTION:
-        raise _error(
-            "invalid_option",
-            entity_id=entity_id,
-            value=shown,
-            options=", ".join(info.options),
-        )
-    if reason is Refusal.LENGTH or (
-        point.type is PointType.TEXT
-        and info.pattern
-        and not re.fullmatch(info.pattern, value)
-    ):
-        # The pattern is Home Assistant's own check (the node does not know it).
-        raise _error(
-            "invalid_text",
-            entity_id=entity_id,
-            value=shown,
-            min=info.min_length,
-            max=info.max_length,
-        )
-    if point.type is PointType.NUMBER:
-        return canonical_number(float(value))
-    return cast(Value, value)
 
 
 async def _async_write(call: ServiceCall) -> None:
@@ -160,13 +88,13 @@ async def _async_write(call: ServiceCall) -> None:
     for entity_id, value in call.data[ATTR_VALUES].items():
         target = _resolve(hass, entity_id)
         targets.append((target, validate_value(target.point, target.entity_id, value)))
-    nodes = {t.coordinator for t, _ in targets}
+    nodes = {t.node for t, _ in targets}
     if len(nodes) > 1:
         raise _error("several_nodes", nodes=", ".join(sorted(c.name for c in nodes)))
-    (coordinator,) = nodes
-    if coordinator.mode != MODE_FRAME:
-        raise _error("not_frame_mode", node=coordinator.name)
-    await coordinator.async_write_many(
+    (node,) = nodes
+    if node.exchange is None or not node.exchange.grouped_writes:
+        raise _error("not_frame_mode", node=node.name)
+    await node.async_write_many(
         [(t.point.index, value) for t, value in targets], call.context
     )
 
@@ -177,7 +105,7 @@ async def _async_export_history(call: ServiceCall) -> ServiceResponse:
     for entity_id in call.data[ATTR_ENTITY_ID]:
         point = _resolve(hass, entity_id).point
         # Numbers are written bare; everything else is text (export.py: CSV injection).
-        columns.append(ExportColumn(entity_id, point.type.kind == "number"))
+        columns.append(ExportColumn(entity_id, point.type.encoding == "number"))
     start = dt_util.as_utc(call.data[ATTR_START])
     end = dt_util.as_utc(call.data.get(ATTR_END) or dt_util.utcnow())
     if end <= start:
@@ -188,7 +116,7 @@ async def _async_export_history(call: ServiceCall) -> ServiceResponse:
 async def _async_resync(call: ServiceCall) -> None:
     hass = call.hass
     device = dr.async_get(hass).async_get(call.data[ATTR_DEVICE_ID])
-    coordinator = None
+    node: NodeManager | None = None
     if device is not None:
         for entry_id in device.config_entries:
             entry = hass.config_entries.async_get_entry(entry_id)
@@ -197,12 +125,12 @@ async def _async_resync(call: ServiceCall) -> None:
                 and entry.domain == DOMAIN
                 and entry.state is ConfigEntryState.LOADED
             ):
-                coordinator = entry.runtime_data
-    if coordinator is None:
+                node = entry.runtime_data
+    if node is None:
         raise _error("unknown_node", device_id=str(call.data[ATTR_DEVICE_ID])[:64])
-    if not coordinator.connected:
-        raise _error("not_connected", node=coordinator.name)
-    await coordinator.async_resync()
+    if not node.connected:
+        raise _error("not_connected", node=node.name)
+    await node.async_resync()
 
 
 @callback

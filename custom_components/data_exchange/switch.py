@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from homeassistant.components.switch import (
@@ -11,19 +12,29 @@ from homeassistant.components.switch import (
 )
 from homeassistant.const import EntityCategory, Platform
 from homeassistant.core import HomeAssistant
-from homeassistant.helpers.entity import Entity
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .const import MODE_FRAME
-from .coordinator import DataExchangeConfigEntry, DataExchangeCoordinator, NodePoint
-from .entity import NodeEntity, PointEntity
+from .entity import NodeEntity, NodeEntityDescription, PointEntity, async_setup_platform
+from .manager import DataExchangeConfigEntry, NodeManager
+from .points import NodePoint, device_class_of
 
 PARALLEL_UPDATES = 0
 
-ACQUISITION = SwitchEntityDescription(
-    key="acquisition",
-    translation_key="acquisition",
-    entity_category=EntityCategory.CONFIG,
+
+@dataclass(frozen=True, kw_only=True)
+class NodeSwitchDescription(NodeEntityDescription, SwitchEntityDescription):
+    """A node-level switch."""
+
+
+# On while the node samples its sensors; off pauses acquisition (frames keep flowing).
+DESCRIPTIONS = (
+    NodeSwitchDescription(
+        key="acquisition",
+        translation_key="acquisition",
+        entity_category=EntityCategory.CONFIG,
+        frame_mode_only=True,
+        value_fn=lambda node: node.engine.acquisition_running,
+    ),
 )
 
 
@@ -32,22 +43,20 @@ async def async_setup_entry(
     entry: DataExchangeConfigEntry,
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
-    def node_entities(coordinator: DataExchangeCoordinator) -> list[Entity]:
-        if coordinator.mode != MODE_FRAME:
-            return []
-        return [AcquisitionSwitch(coordinator, ACQUISITION)]
-
-    entry.runtime_data.async_setup_platform(
-        Platform.SWITCH, async_add_entities, PointSwitch, node_entities
+    async_setup_platform(
+        entry,
+        Platform.SWITCH,
+        async_add_entities,
+        PointSwitch,
+        node_entity=AcquisitionSwitch,
+        descriptions=DESCRIPTIONS,
     )
 
 
 class PointSwitch(PointEntity, SwitchEntity):
-    def __init__(self, coordinator: DataExchangeCoordinator, point: NodePoint) -> None:
-        super().__init__(coordinator, point)
-        device_class = getattr(point.info, "device_class", "")
-        if device_class in SwitchDeviceClass.__members__.values():
-            self._attr_device_class = SwitchDeviceClass(device_class)
+    def __init__(self, node: NodeManager, point: NodePoint) -> None:
+        super().__init__(node, point)
+        self._attr_device_class = device_class_of(point.info, SwitchDeviceClass)
 
     @property
     def is_on(self) -> bool | None:
@@ -62,14 +71,14 @@ class PointSwitch(PointEntity, SwitchEntity):
 
 
 class AcquisitionSwitch(NodeEntity, SwitchEntity):
-    """On while the node samples its sensors; off pauses acquisition (frames keep flowing)."""
+    entity_description: NodeSwitchDescription
 
     @property
     def is_on(self) -> bool:
-        return self.coordinator.engine.acquisition_running
+        return bool(self.entity_description.value_fn(self.node))
 
     async def async_turn_on(self, **kwargs: Any) -> None:
-        await self.coordinator.async_write_acquisition(True, self._context)
+        await self.node.async_write_acquisition(True, self._context)
 
     async def async_turn_off(self, **kwargs: Any) -> None:
-        await self.coordinator.async_write_acquisition(False, self._context)
+        await self.node.async_write_acquisition(False, self._context)

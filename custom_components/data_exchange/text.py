@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from aioesphomeapi import TextMode as NodeTextMode
+from aioesphomeapi import TextInfo, TextMode as NodeTextMode
 from homeassistant.components.text import TextEntity, TextMode
 from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .coordinator import DataExchangeConfigEntry, DataExchangeCoordinator, NodePoint
-from .entity import PointEntity
+from .entity import PointEntity, async_setup_platform
+from .manager import DataExchangeConfigEntry, NodeManager
+from .points import NodePoint
 
 PARALLEL_UPDATES = 0
 
@@ -19,20 +20,18 @@ async def async_setup_entry(
     entry: DataExchangeConfigEntry,
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
-    entry.runtime_data.async_setup_platform(
-        Platform.TEXT, async_add_entities, PointText
-    )
+    async_setup_platform(entry, Platform.TEXT, async_add_entities, PointText)
 
 
 class PointText(PointEntity, TextEntity):
-    def __init__(self, coordinator: DataExchangeCoordinator, point: NodePoint) -> None:
-        super().__init__(coordinator, point)
-        info = point.info
-        self._attr_native_min = info.min_length  # type: ignore[attr-defined]
-        self._attr_native_max = info.max_length  # type: ignore[attr-defined]
-        self._attr_pattern = info.pattern or None  # type: ignore[attr-defined]
+    def __init__(self, node: NodeManager, point: NodePoint) -> None:
+        super().__init__(node, point)
+        info = point.info_as(TextInfo)
+        self._attr_native_min = info.min_length
+        self._attr_native_max = info.max_length
+        self._attr_pattern = info.pattern or None
         self._attr_mode = (
-            TextMode.PASSWORD if info.mode == NodeTextMode.PASSWORD else TextMode.TEXT  # type: ignore[attr-defined]
+            TextMode.PASSWORD if info.mode == NodeTextMode.PASSWORD else TextMode.TEXT
         )
 
     @property

@@ -1,4 +1,4 @@
-"""Values with their times and sender, and what the engine reports about node frames.
+"""Values with their times and who changed them, and what the engine reports about node frames.
 
 Plain Python, no Home Assistant import: the data the exchange engine (engine.py) keeps and
 returns, the staleness rule, and how a value is written to and read from the Store.
@@ -13,9 +13,9 @@ import math
 from typing import Any
 
 from .float32 import canonical_number
-from .protocol import PointType, Value
+from .protocol import NodeFrame, PointType, Value
 
-SENDER_NODE = "node"
+CHANGED_BY_NODE = "node"
 
 
 class StaleReason(StrEnum):
@@ -40,7 +40,7 @@ class Stamped:
 
     value: Value
     time: float
-    sender: str
+    changed_by: str
     wall: float = field(default=0.0, compare=False)
     seq: int = field(default=0, compare=False)
     group: int = field(default=0, compare=False)
@@ -79,6 +79,63 @@ class FrameStats:
         self.last_seq = seq
         return True
 
+    def take_frame(self, frame: NodeFrame, *, first: bool) -> bool | None:
+        """Track a frame and the node's counters in it: None for a frame never to be
+        applied, else whether a count shown to users changed."""
+        missed = self.missed
+        if not self.take(frame.seq, first=first):
+            return None
+        node_counts = (frame.refused_frames, frame.foreign_requests)
+        changed = missed != self.missed or node_counts != (
+            self.refused_by_node,
+            self.foreign_requests,
+        )
+        self.refused_by_node, self.foreign_requests = node_counts
+        return changed
+
+
+@dataclass(slots=True)
+class WriteLatency:
+    """A desired frame carrying writes sent -> the node's frame acknowledging it, in ms.
+
+    Measured for writes only: the node answers a frame that changes something at once, the
+    cyclic full state only with its next cycle frame.
+    """
+
+    ms: float | None = None
+    sent_at: tuple[int, float] | None = None  # (seq, monotonic time) of that frame
+
+    def sent(self, seq: int, now: float) -> None:
+        self.sent_at = (seq, now)
+
+    def acknowledged(self, applied_seq: int, now: float) -> bool:
+        """The node applied desired frames up to ``applied_seq``; True if measured."""
+        if self.sent_at is None or applied_seq < self.sent_at[0]:
+            return False
+        self.ms = round((now - self.sent_at[1]) * 1000, 2)
+        self.sent_at = None
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStats:
+    """One snapshot of a node's exchange health, as its diagnostic entities show it.
+
+    ``refused_frames``: desired frames the node refused (its frame key r), the last one's
+    point and reason; ``malformed_frames``: node frames Home Assistant could not take;
+    ``ignored_requests``: action requests and foreign events the node sent (never obeyed);
+    ``foreign_requests``: desired frames from other API clients the node ignored (key o).
+    """
+
+    missed_frames: int
+    refused_frames: int
+    foreign_requests: int
+    refused_point: str | None
+    refused_reason: str | None
+    latency_ms: float | None
+    malformed_frames: int
+    ignored_requests: int
+
 
 @dataclass(frozen=True, slots=True)
 class PointRefusal:
@@ -104,6 +161,8 @@ class FrameResult:
     refused: PointRefusal | None = (
         None  # a refusal the node reported for the first time
     )
+    # missed frames, the node's refusal or foreign-request counters, or the write latency
+    stats_changed: bool = False
 
 
 def stale_reason(
@@ -131,23 +190,23 @@ def same(a: Value, b: Value) -> bool:
 
 
 def stamped_as_dict(s: Stamped) -> dict[str, Any]:
-    return {"value": s.value, "wall": s.wall, "sender": s.sender, "seq": s.seq}
+    return {"value": s.value, "wall": s.wall, "changed_by": s.changed_by, "seq": s.seq}
 
 
 def stamped_from_dict(raw: dict[str, Any], ptype: PointType) -> Stamped:
     value = raw.get("value")
-    kind = ptype.kind
+    encoding = ptype.encoding
     if value is not None:
-        if kind == "number":
+        if encoding == "number":
             value = canonical_number(float(value))
-        elif kind == "bool":
+        elif encoding == "bool":
             value = bool(value)
         else:
             value = str(value)
     return Stamped(
         value,
         -math.inf,
-        str(raw["sender"]),
+        str(raw["changed_by"]),
         float(raw.get("wall", raw.get("time", 0.0))),
         seq=int(raw.get("seq", 0)),
     )

@@ -18,7 +18,7 @@ from typing import Any
 from homeassistant.core import Event, HomeAssistant, callback
 import pytest
 
-from custom_components.data_exchange.coordinator import DataExchangeCoordinator
+from custom_components.data_exchange.manager import NodeManager
 from custom_components.data_exchange.protocol import FRAME_EVENT, PROTOCOL_VERSION
 from tests.bench.conftest import ASYNCIO_DEBUG
 from tests.harness.dx_client import DxClient
@@ -71,7 +71,7 @@ def bench_node(node_factory: NodeFactory, request: pytest.FixtureRequest) -> Nod
 async def test_round_trip(hass: HomeAssistant, bench_node: Node) -> None:
     count = len(bench_node.build.yaml_path.read_text().split("platform: template")) - 1
     entry = await setup_node(hass, bench_node, cycle=1.0, stale_after=30.0)
-    coordinator: DataExchangeCoordinator = entry.runtime_data
+    coordinator: NodeManager = entry.runtime_data
     last = f"number.bench_{count}_{bench_node.mac.replace(':', '')[-6:].lower()}_p{count - 1}"
     assert hass.states.get(last) is not None, last
     iterations = 200 if count <= 100 else 40
@@ -128,7 +128,7 @@ async def test_round_trip(hass: HomeAssistant, bench_node: Node) -> None:
 async def test_cpu_per_frame(hass: HomeAssistant, bench_node: Node) -> None:
     count = len(bench_node.build.yaml_path.read_text().split("platform: template")) - 1
     entry = await setup_node(hass, bench_node, cycle=1.0, stale_after=3600.0)
-    coordinator: DataExchangeCoordinator = entry.runtime_data
+    coordinator: NodeManager = entry.runtime_data
     model = coordinator.engine.model
     assert model is not None
     # The node's own frames would interleave: they are dropped on their way in, and frames
@@ -214,7 +214,7 @@ async def test_scale(
         node_factory.nodes.append(node)
         node.start()
         entries.append(await setup_node(hass, node, cycle=1.0, stale_after=30.0))
-    coordinators: list[DataExchangeCoordinator] = [e.runtime_data for e in entries]
+    coordinators: list[NodeManager] = [e.runtime_data for e in entries]
     rss_after = rss_kib()
     missed = sum(c.engine.stats.missed for c in coordinators)
     received = sum(c.engine.stats.received for c in coordinators)

@@ -14,10 +14,10 @@ from custom_components.data_exchange.protocol import (
     FRAME_EVENT,
     MODEL_EVENT,
     WRITE_ACTION,
+    DesiredFrame,
     Model,
     NodeFrame,
     Value,
-    desired_frame,
 )
 from tests.harness.node import Node
 from tests.harness.peer import Peer
@@ -111,13 +111,13 @@ class DxClient(Peer):
         """
         assert self.model is not None
         self._desired_seq += 1
-        args: dict[str, Any] = desired_frame(
+        args: dict[str, Any] = DesiredFrame.of(
             self.model,
             self._desired_seq,
             self.last_seen if seen is None else seen,
             values,
             acquisition,
-        )
+        ).args()
         args.update(overrides or {})
         await self.api.execute_service(self.services[WRITE_ACTION], args)
         return self._desired_seq

@@ -117,6 +117,8 @@ def prepare_entry(config_dir: Path, node: Node, title: str = "Simulated node") -
     from custom_components.data_exchange.const import (
         CONF_DEVICE_NAME,
         CONF_NOISE_PSK,
+        CONFIG_MINOR_VERSION,
+        CONFIG_VERSION,
         DOMAIN,
     )
 
@@ -145,12 +147,12 @@ def prepare_entry(config_dir: Path, node: Node, title: str = "Simulated node") -
         },
         discovery_keys=MappingProxyType({}),
         domain=DOMAIN,
-        minor_version=1,
+        minor_version=CONFIG_MINOR_VERSION,
         options={},
         source="user",
         title=title,
         unique_id=unique_id,
-        version=1,
+        version=CONFIG_VERSION,
         subentries_data=None,
     )
     entries.append(json.loads(json.dumps(entry.as_dict(), default=str)))

@@ -13,7 +13,7 @@ import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.data_exchange.const import (
-    CONF_CYCLE,
+    CONF_DESIRED_INTERVAL,
     CONF_DEVICE_NAME,
     CONF_NOISE_PSK,
     CONF_STALE_AFTER,
@@ -26,7 +26,7 @@ from tests.harness.node import Node, NodeFactory
 # The same build as the firmware tests: frames every 100 ms, fail-safe after 1.5 s.
 SIM = {"cycle": "100ms", "failsafe_timeout": "1500ms"}
 # Home Assistant sends desired frames every 200 ms in these tests.
-FAST_OPTIONS = {CONF_CYCLE: 0.2, CONF_STALE_AFTER: 2.0}
+FAST_OPTIONS = {CONF_DESIRED_INTERVAL: 0.2, CONF_STALE_AFTER: 2.0}
 
 
 @pytest.fixture

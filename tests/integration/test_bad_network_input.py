@@ -16,10 +16,8 @@ from homeassistant.const import EVENT_STATE_CHANGED
 from homeassistant.core import Event, HomeAssistant, callback
 import pytest
 
-from custom_components.data_exchange.coordinator import (
-    TOPIC_IGNORED,
-    DataExchangeCoordinator,
-)
+from custom_components.data_exchange.listeners import Topic
+from custom_components.data_exchange.manager import NodeManager
 from tests.conftest import NODES
 from tests.harness.node import Node, NodeFactory
 from tests.harness.peer import Peer
@@ -49,7 +47,7 @@ async def injector(injects: Node) -> AsyncIterator[Peer]:
         yield client
 
 
-def frame(coordinator: DataExchangeCoordinator, **change: Any) -> dict[str, Any]:
+def frame(coordinator: NodeManager, **change: Any) -> dict[str, Any]:
     """A well-formed next frame carrying the forged values, with ``change`` applied."""
     assert coordinator.engine.model is not None
     return {
@@ -111,11 +109,11 @@ async def test_bad_frame_is_rejected_counted_and_logged(
     words: str,
 ) -> None:
     entry = await setup_node(hass, injects)
-    coordinator: DataExchangeCoordinator = entry.runtime_data
+    coordinator: NodeManager = entry.runtime_data
     watch = FrameWatch(coordinator)
     seen = _record_point_states(hass, entry)
     counter = next(
-        e for e in entity_ids(hass, entry, "sensor") if e.endswith("rejected_frames")
+        e for e in entity_ids(hass, entry, "sensor") if e.endswith("malformed_frames")
     )
     assert hass.states.get(counter).state == "0"
     caplog.clear()
@@ -127,7 +125,7 @@ async def test_bad_frame_is_rejected_counted_and_logged(
     # Real frames go on after it, and still nothing forged shows.
     await watch.more(5)
 
-    assert coordinator.rejected_frames == 1
+    assert coordinator.malformed_frames == 1
     assert [v.value for v in coordinator.engine.reported if v] == list(REAL)
     assert not [s for s in seen if s in FORGED_STATES], seen
     assert coordinator.connected
@@ -157,11 +155,11 @@ async def test_a_well_formed_injected_frame_is_applied(
     """The control case: the injection path reaches the coordinator, so the cases above
     would see forged values if the integration took them."""
     entry = await setup_node(hass, injects)
-    coordinator: DataExchangeCoordinator = entry.runtime_data
+    coordinator: NodeManager = entry.runtime_data
     seen = _record_point_states(hass, entry)
     await injector.call("inject", **frame(coordinator, e=refusal))
     await until(hass, lambda: "12345.0" in seen)
-    assert coordinator.rejected_frames == 0
+    assert coordinator.malformed_frames == 0
 
 
 async def test_text_longer_than_a_state_is_cut_not_lost(
@@ -172,7 +170,7 @@ async def test_text_longer_than_a_state_is_cut_not_lost(
 ) -> None:
     """A well-formed frame whose text sensor value is longer than a state may be."""
     entry = await setup_node(hass, injects)
-    coordinator: DataExchangeCoordinator = entry.runtime_data
+    coordinator: NodeManager = entry.runtime_data
     seen = _record_point_states(hass, entry)
     await injector.call("inject", **frame(coordinator, x="1.5,0,20,'" + "a" * 300))
     await until(hass, lambda: "a" * 255 in seen)
@@ -186,9 +184,9 @@ async def test_only_the_first_bad_frame_of_a_connection_is_logged(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     entry = await setup_node(hass, injects)
-    coordinator: DataExchangeCoordinator = entry.runtime_data
+    coordinator: NodeManager = entry.runtime_data
     counter = next(
-        e for e in entity_ids(hass, entry, "sensor") if e.endswith("rejected_frames")
+        e for e in entity_ids(hass, entry, "sensor") if e.endswith("malformed_frames")
     )
     writes: list[str] = []
 
@@ -199,8 +197,8 @@ async def test_only_the_first_bad_frame_of_a_connection_is_logged(
 
     hass.bus.async_listen(EVENT_STATE_CHANGED, counted)
     updates: list[int] = []
-    coordinator.async_add_node_listener(
-        lambda: updates.append(coordinator.rejected_frames), TOPIC_IGNORED
+    coordinator.listeners.add_topic(
+        Topic.IGNORED, lambda: updates.append(coordinator.malformed_frames)
     )
     caplog.clear()
     for _ in range(30):
@@ -213,7 +211,7 @@ async def test_only_the_first_bad_frame_of_a_connection_is_logged(
     ]
     assert len(warnings) == 1
     # Thirty rejections, but the counter entity was written at most once a second.
-    assert coordinator.rejected_frames == 30
+    assert coordinator.malformed_frames == 30
     assert len(writes) < 10, writes
 
 
@@ -227,7 +225,7 @@ async def test_bytes_that_are_not_utf8_end_the_connection_not_the_node(
     again, like any other outage; nothing of the message is applied."""
     caplog.set_level(logging.INFO, logger="custom_components.data_exchange")
     entry = await setup_node(hass, injects)
-    coordinator: DataExchangeCoordinator = entry.runtime_data
+    coordinator: NodeManager = entry.runtime_data
     seen = _record_point_states(hass, entry)
     connects = coordinator.connection.stats.connects
     # The library's decode error reaches the event loop's exception handler; expected here

@@ -37,7 +37,7 @@ import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.data_exchange.const import (
-    CONF_CYCLE,
+    CONF_DESIRED_INTERVAL,
     CONF_DEVICE_NAME,
     CONF_KEEP_VALUES,
     CONF_NOISE_PSK,
@@ -45,7 +45,7 @@ from custom_components.data_exchange.const import (
     CONF_WRITER_PRIORITY_DELAY,
     DOMAIN,
 )
-from custom_components.data_exchange.coordinator import DataExchangeCoordinator
+from custom_components.data_exchange.manager import NodeManager
 from custom_components.data_exchange.protocol import (
     WRITE_ACTION,
     encode_desired_values,
@@ -207,7 +207,7 @@ def configured_entry(hass: HomeAssistant) -> MockConfigEntry:
             CONF_DEVICE_NAME: "node",
         },
         options={
-            CONF_CYCLE: 1.0,
+            CONF_DESIRED_INTERVAL: 1.0,
             CONF_WRITER_PRIORITY_DELAY: 3.0,
             CONF_STALE_AFTER: 10.0,
             CONF_KEEP_VALUES: True,
@@ -324,7 +324,7 @@ def number_error(field: str) -> dict[str, str]:
 
 
 VALID_OPTIONS = {
-    CONF_CYCLE: 2.0,
+    CONF_DESIRED_INTERVAL: 2.0,
     CONF_WRITER_PRIORITY_DELAY: 5.0,
     CONF_STALE_AFTER: 30.0,
     CONF_KEEP_VALUES: False,
@@ -334,19 +334,27 @@ VALID_OPTIONS = {
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        p({CONF_CYCLE: "abc"}, SCHEMA, id="cycle-text"),
-        p({CONF_CYCLE: None}, SCHEMA, id="cycle-none"),
-        p({CONF_CYCLE: [1.0]}, SCHEMA, id="cycle-list"),
-        p({CONF_CYCLE: "1; rm -rf /"}, SCHEMA, id="cycle-shell"),
-        p({CONF_CYCLE: -1}, SCHEMA, id="cycle-negative"),
-        p({CONF_CYCLE: 0}, SCHEMA, id="cycle-0"),
-        p({CONF_CYCLE: 0.01}, SCHEMA, id="cycle-below-min"),
-        p({CONF_CYCLE: 3601}, SCHEMA, id="cycle-above-max"),
-        p({CONF_CYCLE: 1e300}, SCHEMA, id="cycle-huge"),
-        p({CONF_CYCLE: float("inf")}, SCHEMA, id="cycle-inf"),
-        p({CONF_CYCLE: "-inf"}, SCHEMA, id="cycle-minus-inf-text"),
-        p({CONF_CYCLE: float("nan")}, number_error(CONF_CYCLE), id="cycle-nan"),
-        p({CONF_CYCLE: "nan"}, number_error(CONF_CYCLE), id="cycle-nan-text"),
+        p({CONF_DESIRED_INTERVAL: "abc"}, SCHEMA, id="cycle-text"),
+        p({CONF_DESIRED_INTERVAL: None}, SCHEMA, id="cycle-none"),
+        p({CONF_DESIRED_INTERVAL: [1.0]}, SCHEMA, id="cycle-list"),
+        p({CONF_DESIRED_INTERVAL: "1; rm -rf /"}, SCHEMA, id="cycle-shell"),
+        p({CONF_DESIRED_INTERVAL: -1}, SCHEMA, id="cycle-negative"),
+        p({CONF_DESIRED_INTERVAL: 0}, SCHEMA, id="cycle-0"),
+        p({CONF_DESIRED_INTERVAL: 0.01}, SCHEMA, id="cycle-below-min"),
+        p({CONF_DESIRED_INTERVAL: 3601}, SCHEMA, id="cycle-above-max"),
+        p({CONF_DESIRED_INTERVAL: 1e300}, SCHEMA, id="cycle-huge"),
+        p({CONF_DESIRED_INTERVAL: float("inf")}, SCHEMA, id="cycle-inf"),
+        p({CONF_DESIRED_INTERVAL: "-inf"}, SCHEMA, id="cycle-minus-inf-text"),
+        p(
+            {CONF_DESIRED_INTERVAL: float("nan")},
+            number_error(CONF_DESIRED_INTERVAL),
+            id="cycle-nan",
+        ),
+        p(
+            {CONF_DESIRED_INTERVAL: "nan"},
+            number_error(CONF_DESIRED_INTERVAL),
+            id="cycle-nan-text",
+        ),
         p({CONF_WRITER_PRIORITY_DELAY: "x"}, SCHEMA, id="priority-text"),
         p({CONF_WRITER_PRIORITY_DELAY: -0.1}, SCHEMA, id="priority-negative"),
         p({CONF_WRITER_PRIORITY_DELAY: 601}, SCHEMA, id="priority-above-max"),
@@ -408,7 +416,7 @@ class Exchange:
     def __init__(self, hass: HomeAssistant, entry: MockConfigEntry) -> None:
         self.hass = hass
         self.entry = entry
-        self.coordinator: DataExchangeCoordinator = entry.runtime_data
+        self.coordinator: NodeManager = entry.runtime_data
         self.ids = {name: find(hass, entry, d, name) for name, d in WRITABLE.items()}
         self.sent: list[dict[str, Any]] = []
         execute = self.coordinator.connection.async_execute

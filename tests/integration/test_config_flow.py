@@ -27,7 +27,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.data_exchange.config_flow import CONF_REMOVE_ENCRYPTION
 from custom_components.data_exchange.const import (
-    CONF_CYCLE,
+    CONF_DESIRED_INTERVAL,
     CONF_DEVICE_NAME,
     CONF_KEEP_VALUES,
     CONF_NOISE_PSK,
@@ -479,7 +479,7 @@ async def test_options(hass: HomeAssistant, sim_node: Node) -> None:
     result = await hass.config_entries.options.async_init(entry.entry_id)
     assert result["step_id"] == "init"
     options = {
-        CONF_CYCLE: 2.0,
+        CONF_DESIRED_INTERVAL: 2.0,
         CONF_WRITER_PRIORITY_DELAY: 5.0,
         CONF_STALE_AFTER: 2.0,
         CONF_KEEP_VALUES: False,

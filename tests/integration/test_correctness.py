@@ -25,13 +25,14 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.data_exchange import (
     connection as connection_module,
-    coordinator as coordinator_module,
     engine as engine_module,
-    services as services_module,
+    frame_mode as frame_mode_module,
+    manager as manager_module,
+    points as points_module,
 )
 from custom_components.data_exchange.const import DOMAIN
-from custom_components.data_exchange.coordinator import DataExchangeCoordinator
-from custom_components.data_exchange.values import SENDER_NODE
+from custom_components.data_exchange.manager import NodeManager
+from custom_components.data_exchange.values import CHANGED_BY_NODE
 from tests.conftest import FIRMWARE, NODES
 from tests.harness.node import Node, NodeFactory, firmware_variant
 from tests.harness.peer import Peer
@@ -84,7 +85,7 @@ async def turn(hass: HomeAssistant, entity_id: str, on: bool) -> None:
     )
 
 
-def desired(coordinator: DataExchangeCoordinator, object_id: str) -> Any:
+def desired(coordinator: NodeManager, object_id: str) -> Any:
     point = next(p for p in coordinator.points if p.info.object_id == object_id)
     stamped = coordinator.engine.desired.get(point.index)
     return None if stamped is None else stamped
@@ -99,7 +100,7 @@ async def test_value_on_a_fine_step_is_accepted_by_the_node(
     """163.85 on 0..1000 step 0.01: Home Assistant accepted it, the node's float check
     refused the whole frame (before: every later write blocked too)."""
     entry = await setup_node(hass, edge_node, **OPTIONS)
-    coordinator: DataExchangeCoordinator = entry.runtime_data
+    coordinator: NodeManager = entry.runtime_data
     await set_number(hass, find(hass, entry, "number", "fine"), 163.85)
     await turn(hass, find(hass, entry, "switch", "relay"), True)
     await until(
@@ -125,7 +126,7 @@ async def test_off_step_value_set_on_the_device_blocks_no_write(
     the desired value after the writer-priority delay, the node refused every desired frame
     for it, a relay write from Home Assistant never arrived."""
     entry = await setup_node(hass, edge_node, **OPTIONS)
-    coordinator: DataExchangeCoordinator = entry.runtime_data
+    coordinator: NodeManager = entry.runtime_data
     watch = FrameWatch(coordinator)
     fine = find(hass, entry, "number", "fine")
     await device.call("local_set_fine", value=163.855)
@@ -143,7 +144,7 @@ async def test_off_step_value_set_on_the_device_blocks_no_write(
     await watch.until(lambda: watch.events >= frames + 5)
     assert coordinator.engine.stats.refused_by_node == 0
     assert device.states["fine"] == pytest.approx(163.855, abs=1e-4)
-    assert hass.states.get(fine).attributes["changed_by"] == SENDER_NODE
+    assert hass.states.get(fine).attributes["changed_by"] == CHANGED_BY_NODE
     assert not problems_in_log(caplog.records)
 
 
@@ -158,10 +159,10 @@ async def test_refusal_is_named_shown_dropped_and_unblocks(
     accepting everything here; the node is real). The node refuses, names the point and
     reason; Home Assistant shows it (entity, repair issue, one warning), drops that value
     and the rest of its grouped write, and every other point flows again."""
-    monkeypatch.setattr(services_module, "refusal", lambda limits, value: None)
+    monkeypatch.setattr(points_module, "refusal", lambda limits, value: None)
     monkeypatch.setattr(engine_module, "refusal", lambda limits, value: None)
     entry = await setup_node(hass, edge_node, **OPTIONS)
-    coordinator: DataExchangeCoordinator = entry.runtime_data
+    coordinator: NodeManager = entry.runtime_data
     relay = find(hass, entry, "switch", "relay")
     refused = find(hass, entry, "sensor", "refused_desired_frames")
     caplog.clear()
@@ -208,7 +209,7 @@ async def test_write_while_offline_after_an_earlier_local_change_is_applied(
     node's old value: the write made while the node was offline was lost."""
     monkeypatch.setattr(connection_module, "KEEPALIVE", 0.5)
     entry = await setup_node(hass, sim_node, **OPTIONS)
-    coordinator: DataExchangeCoordinator = entry.runtime_data
+    coordinator: NodeManager = entry.runtime_data
     setpoint = find(hass, entry, "number", "setpoint")
     device = await person_at(sim_node).start()
     await device.call("local_set_setpoint", value=30.0)
@@ -240,7 +241,7 @@ async def test_write_while_offline_after_an_earlier_local_change_is_applied(
         watch = FrameWatch(coordinator)
         await watch.until(lambda: watch.events >= 10)
         assert back.states["setpoint"] == 27.5
-        assert desired(coordinator, "setpoint").sender != SENDER_NODE
+        assert desired(coordinator, "setpoint").changed_by != CHANGED_BY_NODE
     finally:
         await back.disconnect()
     assert not problems_in_log(caplog.records)
@@ -259,9 +260,13 @@ async def test_clock_step_does_not_overrule_a_local_change(
     fake_time = SimpleNamespace(
         time=lambda: time.time() + wall.offset, monotonic=time.monotonic
     )
-    monkeypatch.setattr(coordinator_module, "time", fake_time)
+    for module in (
+        manager_module,
+        frame_mode_module,
+    ):  # every clock of a write or frame
+        monkeypatch.setattr(module, "time", fake_time)
     entry = await setup_node(hass, sim_node, **OPTIONS)
-    coordinator: DataExchangeCoordinator = entry.runtime_data
+    coordinator: NodeManager = entry.runtime_data
     setpoint = find(hass, entry, "number", "setpoint")
     device = await person_at(sim_node).start()
     try:
@@ -282,7 +287,7 @@ async def test_clock_step_does_not_overrule_a_local_change(
         watch = FrameWatch(coordinator)
         await watch.until(lambda: watch.events >= 10)
         assert device.states["setpoint"] == 31.0
-        assert hass.states.get(setpoint).attributes["changed_by"] == SENDER_NODE
+        assert hass.states.get(setpoint).attributes["changed_by"] == CHANGED_BY_NODE
     finally:
         await device.disconnect()
     assert not problems_in_log(caplog.records)
@@ -297,7 +302,7 @@ async def test_large_number_is_kept_as_the_node_holds_it(
     """Before: 123456789 was kept as a double; the node held 123456792 (32-bit float), so
     after the writer-priority delay the value was re-attributed to the node."""
     entry = await setup_node(hass, edge_node, **OPTIONS)
-    coordinator: DataExchangeCoordinator = entry.runtime_data
+    coordinator: NodeManager = entry.runtime_data
     big = find(hass, entry, "number", "big")
     await set_number(hass, big, 123456789)
     # aioesphomeapi shows a float state to 7 digits (123456800); the node holds 123456792.
@@ -311,8 +316,8 @@ async def test_large_number_is_kept_as_the_node_holds_it(
     await watch.until(lambda: watch.events >= 5)
     state = hass.states.get(big)
     assert float(state.state) == 123456790.0
-    assert state.attributes["changed_by"] != SENDER_NODE
-    assert desired(coordinator, "big").sender != SENDER_NODE
+    assert state.attributes["changed_by"] != CHANGED_BY_NODE
+    assert desired(coordinator, "big").changed_by != CHANGED_BY_NODE
     assert not problems_in_log(caplog.records)
 
 
@@ -340,7 +345,7 @@ async def test_counters_pass_their_old_limits(
     node_factory.nodes.append(node)
     node.start()
     entry = await setup_node(hass, node, **OPTIONS)
-    coordinator: DataExchangeCoordinator = entry.runtime_data
+    coordinator: NodeManager = entry.runtime_data
     coordinator.engine.desired_seq = desired_seq
     watch = FrameWatch(coordinator)
     relay = find(hass, entry, "switch", "relay")
@@ -373,7 +378,7 @@ async def test_entity_mode_keeps_no_entry_per_write(
     """Before: every entity-mode write stayed in the engine's list of values not yet sent
     until a reconnect (100,000 writes, 100,000 entries)."""
     entry = await setup_node(hass, plain_node)
-    coordinator: DataExchangeCoordinator = entry.runtime_data
+    coordinator: NodeManager = entry.runtime_data
     relay = find(hass, entry, "switch", "relay")
     for i in range(200):
         await turn(hass, relay, i % 2 == 0)
@@ -413,7 +418,7 @@ async def test_firmware_update_is_not_malformed_input(
         within=30,
         what="the new firmware's points live",
     )
-    assert entry.runtime_data.rejected_frames == 0
+    assert entry.runtime_data.malformed_frames == 0
     assert not [r for r in caplog.records if "malformed" in r.getMessage()]
     assert not problems_in_log(caplog.records)
 
@@ -426,11 +431,11 @@ async def test_a_pending_save_is_never_postponed(
     stop. Now a save is scheduled for the earliest deadline and only ever brought forward:
     reported values within 10 minutes, desired values within 1 s."""
     entry = await setup_node(hass, sim_node)
-    coordinator: DataExchangeCoordinator = entry.runtime_data
+    coordinator: NodeManager = entry.runtime_data
     calls: list[tuple[float, float | None]] = []  # (deadline, pending deadline then)
     pending: list[float | None] = [None]
-    original = coordinator.store.async_delay_save
-    data_to_store = coordinator._data_to_store
+    original = coordinator.store.store.async_delay_save
+    data_to_store = coordinator.store._data
 
     def delay_save(data_func: Any, delay: float = 0) -> None:
         deadline = hass.loop.time() + delay
@@ -442,8 +447,8 @@ async def test_a_pending_save_is_never_postponed(
         pending[0] = None  # the Store writes now
         return data_to_store()
 
-    monkeypatch.setattr(coordinator.store, "async_delay_save", delay_save)
-    monkeypatch.setattr(coordinator, "_data_to_store", written)
+    monkeypatch.setattr(coordinator.store.store, "async_delay_save", delay_save)
+    monkeypatch.setattr(coordinator.store, "_data", written)
     watch = FrameWatch(coordinator)
     # Thirty frames with changing sensor values (the sim node's random walk).
     await watch.until(lambda: watch.events >= 30)

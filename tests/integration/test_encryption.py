@@ -44,7 +44,7 @@ from custom_components.data_exchange.config_flow import (
     CONF_REMOVE_ENCRYPTION,
 )
 from custom_components.data_exchange.const import CONF_NOISE_PSK, DOMAIN
-from custom_components.data_exchange.downgrade import issue_id
+from custom_components.data_exchange.repairs import downgrade_issue_id as issue_id
 from tests.harness.node import REPO, Node
 from tests.harness.noise_proxy import MAC_FAILURE, NoiseProxy
 from tests.integration.conftest import entity_ids, entry_for, live, until

@@ -9,7 +9,7 @@ import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.data_exchange.const import CONF_WRITER_PRIORITY_DELAY
-from custom_components.data_exchange.coordinator import DataExchangeCoordinator
+from custom_components.data_exchange.manager import NodeManager
 from custom_components.data_exchange.protocol import FRAME_EVENT
 from tests.harness.node import Node
 from tests.harness.peer import Peer
@@ -80,7 +80,7 @@ async def test_local_change_after_delay_is_adopted(
     await view.call("local_set_setpoint", value=30.0)
     await until(hass, lambda: hass.states.get(setpoint).state == "30.0")
     assert hass.states.get(setpoint).attributes["changed_by"] == "node"
-    coordinator: DataExchangeCoordinator = entry.runtime_data
+    coordinator: NodeManager = entry.runtime_data
     index = next(p.index for p in coordinator.points if p.info.object_id == "setpoint")
     assert coordinator.engine.desired[index].value == 30.0
     # It stays: Home Assistant now sends 30 itself.
@@ -111,7 +111,7 @@ async def test_node_restart_with_defaults_gets_desired_values_back(
     hass: HomeAssistant, sim_node: Node, view: Peer
 ) -> None:
     entry = await setup_node(hass, sim_node)
-    coordinator: DataExchangeCoordinator = entry.runtime_data
+    coordinator: NodeManager = entry.runtime_data
     setpoint = find(hass, entry, "number", "setpoint")
     relay = find(hass, entry, "switch", "relay")
     await hass.services.async_call(
@@ -161,7 +161,7 @@ async def test_restart_with_node_offline_shows_stale_values_then_reapplies(
     sim_node.reset_preferences()
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
-    coordinator: DataExchangeCoordinator = entry.runtime_data
+    coordinator: NodeManager = entry.runtime_data
     state = hass.states.get(setpoint)
     assert state.state == "23.5"
     assert state.attributes["stale"] is True
@@ -181,7 +181,7 @@ async def test_dropped_frames_are_counted_as_missed(
     hass: HomeAssistant, sim_node: Node
 ) -> None:
     entry = await setup_node(hass, sim_node)
-    coordinator: DataExchangeCoordinator = entry.runtime_data
+    coordinator: NodeManager = entry.runtime_data
     # Lose every third frame between the node and Home Assistant.
     deliver = coordinator.on_node_event
     seen = 0

@@ -177,7 +177,7 @@ async def test_export_gives_exactly_the_recorded_rows(
     assert kept <= dt_util.utcnow() + RETENTION
     raw = await hass.async_add_executor_job(path.read_bytes)
     rows = list(csv.reader(io.StringIO(raw.decode(), newline="")))
-    assert rows[0] == ["time", "entity_id", "value", "sender"]
+    assert rows[0] == ["time", "entity_id", "value", "changed_by"]
     assert rows[1:] == expected
     assert [r[2] for r in rows[1:] if r[1] == setpoint] == ["22.0", "23.5", "25.0"]
     assert {r[3] for r in rows[1:]} == {"home_assistant"}
@@ -408,7 +408,7 @@ async def test_formulas_from_a_node_are_neutralised(
     # Unquoted cells must be numbers: reading with QUOTE_NONNUMERIC turns them into floats
     # and fails on any unquoted text.
     rows = list(csv.reader(io.StringIO(text, newline=""), quoting=csv.QUOTE_NONNUMERIC))
-    assert rows[0] == ["time", "entity_id", "value", "sender"]
+    assert rows[0] == ["time", "entity_id", "value", "changed_by"]
     notes = [r[2] for r in rows[1:] if r[1] == note]
     levels = [r[2] for r in rows[1:] if r[1] == level]
     assert notes == [f"'{p}" if p[0] in "=+-@\t\r" else p for p in PAYLOADS], notes

@@ -26,7 +26,8 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.data_exchange import connection as connection_module
 from custom_components.data_exchange.const import DOMAIN
-from custom_components.data_exchange.coordinator import DataExchangeCoordinator
+from custom_components.data_exchange.listeners import Topic
+from custom_components.data_exchange.manager import NodeManager
 from tests.harness.node import Node
 from tests.harness.proxy import TcpProxy
 from tests.integration.conftest import (
@@ -45,7 +46,7 @@ def find(hass: HomeAssistant, entry: MockConfigEntry, domain: str, suffix: str) 
     return next(e for e in entity_ids(hass, entry, domain) if e.endswith(suffix))
 
 
-def converged(coordinator: DataExchangeCoordinator) -> bool:
+def converged(coordinator: NodeManager) -> bool:
     """Every desired value is what the node reports."""
     engine = coordinator.engine
     return coordinator.connected and all(
@@ -61,7 +62,7 @@ class Outages:
     def __init__(
         self,
         hass: HomeAssistant,
-        coordinator: DataExchangeCoordinator,
+        coordinator: NodeManager,
         caplog: pytest.LogCaptureFixture,
     ) -> None:
         self.hass = hass
@@ -69,7 +70,7 @@ class Outages:
         self.caplog = caplog
         self.watch = FrameWatch(coordinator)
         self.back_at: int | None = None
-        coordinator.async_add_node_listener(self._on_node)
+        coordinator.listeners.add_topic(Topic.NODE, self._on_node)
         self.tasks = len(asyncio.all_tasks())
         self.sockets = _sockets()
 
@@ -165,7 +166,7 @@ async def test_node_killed_mid_cycle(
     defaults: bool,
 ) -> None:
     entry = await setup_node(hass, sim_node)
-    coordinator: DataExchangeCoordinator = entry.runtime_data
+    coordinator: NodeManager = entry.runtime_data
     outages = Outages(hass, coordinator, logs)
     # The write goes out and the node dies before (or while) it applies it.
     await write_some(hass, entry, 26.5, True)
@@ -190,7 +191,7 @@ async def test_node_frozen_past_the_keepalive(
     # A short keepalive, so "past the keepalive" is 2.25 s (4.5 intervals), not 90 s.
     monkeypatch.setattr(connection_module, "KEEPALIVE", 0.5)
     entry = await setup_node(hass, sim_node)
-    coordinator: DataExchangeCoordinator = entry.runtime_data
+    coordinator: NodeManager = entry.runtime_data
     outages = Outages(hass, coordinator, logs)
     assert sim_node.process is not None
     os.kill(sim_node.process.pid, signal.SIGSTOP)
@@ -217,7 +218,7 @@ async def test_home_assistant_restart_right_after_a_write(
     assert await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()
     assert await hass.config_entries.async_setup(entry.entry_id)
-    coordinator: DataExchangeCoordinator = entry.runtime_data
+    coordinator: NodeManager = entry.runtime_data
     outages = Outages(hass, coordinator, logs)
     outages.sockets = sockets  # as many as before the restart, not more
     assert await outages.recovered() <= 2
@@ -247,7 +248,7 @@ async def test_hundred_network_cuts(
         entry, data={**entry.data, CONF_PORT: proxy.port}
     )
     await hass.config_entries.async_reload(entry.entry_id)
-    coordinator: DataExchangeCoordinator = entry.runtime_data
+    coordinator: NodeManager = entry.runtime_data
     await until(hass, lambda: live(hass, entry), 30)
     outages = Outages(hass, coordinator, logs)
     slowest = 0
@@ -276,7 +277,7 @@ async def test_service_write_racing_a_ui_write(
     hass_admin_user: Any,
 ) -> None:
     entry = await setup_node(hass, sim_node)
-    coordinator: DataExchangeCoordinator = entry.runtime_data
+    coordinator: NodeManager = entry.runtime_data
     outages = Outages(hass, coordinator, logs)
     setpoint = find(hass, entry, "number", "setpoint")
     relay = find(hass, entry, "switch", "relay")
@@ -314,7 +315,9 @@ async def test_service_write_racing_a_ui_write(
     assert coordinator.reported_value("led_brightness") == 40.0
     await until(hass, lambda: float(hass.states.get(setpoint).state) == winner.value)
     changed_by = hass.states.get(setpoint).attributes["changed_by"]
-    assert changed_by == ("home_assistant" if winner.value == 30.0 else winner.sender)
+    assert changed_by == (
+        "home_assistant" if winner.value == 30.0 else winner.changed_by
+    )
     # It stays so: no flip-flop over the next frames.
     await outages.watch.more(10)
     assert coordinator.reported_value("setpoint") == winner.value

@@ -15,7 +15,7 @@ from homeassistant.core import HomeAssistant
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.data_exchange.coordinator import DataExchangeCoordinator
+from custom_components.data_exchange.manager import NodeManager
 from custom_components.data_exchange.protocol import WRITE_ACTION
 from tests.bench.bench_peers import core_esphome_entry
 from tests.harness.node import Node
@@ -38,7 +38,7 @@ async def test_other_clients_cannot_send_desired_frames(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     entry = await setup_node(hass, sim_node)
-    coordinator: DataExchangeCoordinator = entry.runtime_data
+    coordinator: NodeManager = entry.runtime_data
     await core_esphome(hass, sim_node)
     service = f"{sim_node.name.replace('-', '_')}_{WRITE_ACTION}"
     await until(

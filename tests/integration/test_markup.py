@@ -15,7 +15,7 @@ import pytest
 
 from custom_components.data_exchange import (
     engine as engine_module,
-    services as services_module,
+    points as points_module,
 )
 from custom_components.data_exchange.const import DOMAIN
 from custom_components.data_exchange.plain import plain
@@ -54,7 +54,7 @@ async def test_node_texts_are_escaped_in_repair_issues(
 ) -> None:
     # Home Assistant's value rule made to drift (accept anything), so the real node refuses
     # a value and a repair issue names its point.
-    monkeypatch.setattr(services_module, "refusal", lambda limits, value: None)
+    monkeypatch.setattr(points_module, "refusal", lambda limits, value: None)
     monkeypatch.setattr(engine_module, "refusal", lambda limits, value: None)
     entry = await setup_node(hass, markup_node)
     issues = ir.async_get(hass)

@@ -6,7 +6,7 @@ import asyncio
 
 from homeassistant.core import HomeAssistant, ServiceCall, callback
 
-from custom_components.data_exchange.coordinator import TOPIC_IGNORED
+from custom_components.data_exchange.listeners import Topic
 from tests.conftest import NODES
 from tests.harness.node import NodeFactory
 from tests.integration.conftest import setup_node
@@ -39,7 +39,7 @@ async def test_node_cannot_make_home_assistant_run_actions(
         if stats.ignored_calls >= 20:
             enough.set()
 
-    unsub = coordinator.async_add_node_listener(ignored, TOPIC_IGNORED)
+    unsub = coordinator.listeners.add_topic(Topic.IGNORED, ignored)
     # The node asked many times (each request counted and dropped) ...
     async with asyncio.timeout(15):
         await enough.wait()

@@ -13,10 +13,10 @@ import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.data_exchange.const import CONF_NOISE_PSK, DOMAIN
-from custom_components.data_exchange.coordinator import DataExchangeCoordinator
 from custom_components.data_exchange.diagnostics import (
     async_get_config_entry_diagnostics,
 )
+from custom_components.data_exchange.manager import NodeManager
 from custom_components.data_exchange.protocol import WRITE_ACTION
 from tests.harness.node import Node, NodeBuild, NodeFactory, firmware_variant
 from tests.integration.conftest import SIM, entity_ids, setup_node, until
@@ -28,7 +28,7 @@ def find(hass: HomeAssistant, entry: MockConfigEntry, domain: str, suffix: str) 
     return next(e for e in entity_ids(hass, entry, domain) if e.endswith(suffix))
 
 
-def capture_desired(coordinator: DataExchangeCoordinator) -> list[dict[str, Any]]:
+def capture_desired(coordinator: NodeManager) -> list[dict[str, Any]]:
     """Every desired frame the coordinator sends from now on."""
     sent: list[dict[str, Any]] = []
     execute = coordinator.connection.async_execute
@@ -46,7 +46,7 @@ async def test_grouped_write_goes_out_in_one_frame(
     hass: HomeAssistant, sim_node: Node
 ) -> None:
     entry = await setup_node(hass, sim_node)
-    coordinator: DataExchangeCoordinator = entry.runtime_data
+    coordinator: NodeManager = entry.runtime_data
     sent = capture_desired(coordinator)
     values = {
         find(hass, entry, "number", "setpoint"): 24.5,
@@ -89,7 +89,7 @@ async def test_invalid_member_rejects_whole_write(
     hass: HomeAssistant, sim_node: Node, change: dict[str, Any], error: str
 ) -> None:
     entry = await setup_node(hass, sim_node)
-    coordinator: DataExchangeCoordinator = entry.runtime_data
+    coordinator: NodeManager = entry.runtime_data
     values: dict[str, Any] = {find(hass, entry, "number", "setpoint"): 22.0}
     for key, value in change.items():
         if ":" in key:
@@ -146,7 +146,7 @@ async def test_write_while_offline_is_kept_and_applied_on_return(
     hass: HomeAssistant, sim_node: Node
 ) -> None:
     entry = await setup_node(hass, sim_node)
-    coordinator: DataExchangeCoordinator = entry.runtime_data
+    coordinator: NodeManager = entry.runtime_data
     setpoint = find(hass, entry, "number", "setpoint")
     sim_node.kill()
     await until(hass, lambda: not coordinator.connected)
@@ -161,7 +161,7 @@ async def test_resync_reconnects_and_reapplies(
     hass: HomeAssistant, sim_node: Node
 ) -> None:
     entry = await setup_node(hass, sim_node)
-    coordinator: DataExchangeCoordinator = entry.runtime_data
+    coordinator: NodeManager = entry.runtime_data
     connects = coordinator.connection.stats.connects
     (device,) = dr.async_entries_for_config_entry(dr.async_get(hass), entry.entry_id)
     await hass.services.async_call(
@@ -265,7 +265,7 @@ async def test_model_mismatch_issue_appears_and_clears(
     node_factory: NodeFactory,
 ) -> None:
     entry = await setup_node(hass, sim_node)
-    coordinator: DataExchangeCoordinator = entry.runtime_data
+    coordinator: NodeManager = entry.runtime_data
     issue_id = f"model_mismatch_{entry.entry_id}"
     sim_node.stop()
     broken = Node(internal_build, port=sim_node.port, mac=sim_node.mac)
@@ -282,7 +282,7 @@ async def test_model_mismatch_issue_appears_and_clears(
     # ignored, not counted as malformed (protocol 1 counted every one of them).
     frames = coordinator.engine.stats.received
     await asyncio.sleep(0.5)  # five of the broken node's cycles
-    assert coordinator.rejected_frames == 0
+    assert coordinator.malformed_frames == 0
     assert coordinator.engine.stats.received == frames
     # The entities keep their last values meanwhile; the fixed firmware clears the issue.
     broken.stop()

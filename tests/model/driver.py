@@ -35,6 +35,7 @@ import voluptuous as vol
 
 from custom_components.data_exchange import connection as connection_module
 from custom_components.data_exchange.const import CONF_WRITER_PRIORITY_DELAY, DOMAIN
+from custom_components.data_exchange.listeners import Topic
 from custom_components.data_exchange.protocol import FRAME_EVENT
 from tests.conftest import FIRMWARE
 from tests.harness.node import Node, NodeFactory
@@ -414,7 +415,7 @@ class World:
         self._connected = False
         self._last_a = None
         self.probe = FrameProbe(coordinator, self._on_frame)
-        coordinator.async_add_node_listener(self._on_node)
+        coordinator.listeners.add_topic(Topic.NODE, self._on_node)
         if coordinator.connected:
             self._on_node()
 
@@ -640,14 +641,14 @@ class World:
                 raise RuleViolationError(
                     f"{what}: {name} is stale while the node is live"
                 )
-        for name, sender in self.model.changed_by.items():
+        for name, changed_by in self.model.changed_by.items():
             if len(self.model.expected(name)) != 1:
                 continue
             state = self.hass.states.get(self.entities[name])
             shown = state.attributes.get("changed_by") if state else None
-            if shown != sender:
+            if shown != changed_by:
                 raise RuleViolationError(
-                    f"{what}: {name} changed_by is {shown!r}, the rules say {sender!r}"
+                    f"{what}: {name} changed_by is {shown!r}, the rules say {changed_by!r}"
                 )
 
     async def _settle_offline(self, what: str) -> None:
@@ -690,7 +691,7 @@ class World:
 
     # ---- events ----
 
-    def _sender(self, kind: str) -> tuple[str, Context | None]:
+    def _changed_by(self, kind: str) -> tuple[str, Context | None]:
         if kind == "ui":
             return f"user:{self.user.name}", Context(user_id=self.user.id)
         if kind == "automation":
@@ -698,7 +699,7 @@ class World:
         return "home_assistant", None
 
     async def _call_write(self, kind: str, values: dict[str, Any]) -> Exception | None:
-        _, context = self._sender(kind)
+        _, context = self._changed_by(kind)
         try:
             if kind == "ui":
                 ((name, value),) = values.items()
@@ -735,7 +736,7 @@ class World:
         model = self.model
         self._begin()
         what = f"write {kind} {values!r}"
-        sender, _ = self._sender(kind)
+        changed_by, _ = self._changed_by(kind)
         valid = all(model.accepts(n, v) for n, v in values.items())
         now = time.monotonic()
         refused = await self._call_write(kind, values)
@@ -750,7 +751,7 @@ class World:
         )
         frames = self.probe.events if self.probe else None
         if valid:
-            model.write(values, sender, now)
+            model.write(values, changed_by, now)
         await self.settle(what, frames_from=frames if valid else None)
 
     async def local(self, name: str, value: Any, via: str) -> None:
@@ -796,14 +797,14 @@ class World:
         assert self.observer is not None
         observer = self.observer
         spec = SIM_POINTS[name]
-        sender, _ = self._sender(kind)
+        changed_by, _ = self._changed_by(kind)
         start = time.monotonic()
         refused = await self._call_write(kind, {name: written})
         if refused is not None:
             raise RuleViolationError(
                 f"write {kind} {name}={written!r} refused: {refused!r}"
             )
-        model.write({name: written}, sender, start)
+        model.write({name: written}, changed_by, start)
         await self.signals.until(
             lambda: same(spec, observer.states.get(name), written),
             10,

@@ -10,7 +10,7 @@ What the model follows from docs/exchange.md:
 - *One rule for values*: `rule_accepts` (32-bit float rounding, range, step with its
   tolerance; options; text length in UTF-8 bytes). Home Assistant refuses a write that breaks
   it, whole for a grouped write.
-- *Writer priority*: a change made on the device is adopted as the desired value (sender
+- *Writer priority*: a change made on the device is adopted as the desired value (changed_by
   `node`), or leaves the point without a desired value if the rule refuses it; a change
   reported within `writer_priority_delay` of a Home Assistant write reaching the node loses
   and is undone.
@@ -212,7 +212,7 @@ class PointModel:
     node: tuple[Value, ...]  # what the node holds
     desired: tuple[Any, ...]  # Home Assistant's desired value (NO_DESIRED: none)
     prefs: tuple[Value, ...]  # what the node's saved preferences may hold
-    sender_is_ha: bool = False  # the desired value was written in Home Assistant
+    changed_by_ha: bool = False  # the desired value was written in Home Assistant
     pending: bool = False  # a write Home Assistant holds, made while not connected
     unseen_local: bool = False  # changed on the node while Home Assistant was away
     crashed: bool = False  # Home Assistant lost up to SAVE_DEADLINE of changes
@@ -220,7 +220,7 @@ class PointModel:
     # the writer-priority window; None: no window (no Home Assistant write), inf: not yet
     # known (set when the step settles).
     sent_at: float | None = None
-    pending_sender: str = ""  # who made the pending write
+    pending_changed_by: str = ""  # who made the pending write
     # (time, desired candidates) after every change, for what a crash may lose.
     history: list[tuple[float, tuple[Any, ...]]] = field(default_factory=list)
 
@@ -302,7 +302,7 @@ class Exchange:
 
     # ---- Home Assistant ----
 
-    def write(self, values: dict[str, Any], sender: str, now: float) -> bool:
+    def write(self, values: dict[str, Any], changed_by: str, now: float) -> bool:
         """A write (UI, action, grouped action); False if the rule refuses it (all of it)."""
         assert self.ha_up
         if not all(rule_accepts(self.specs[n], v) for n, v in values.items()):
@@ -312,18 +312,18 @@ class Exchange:
             value = canonical(point.spec, raw)
             before = point.node
             point.set_desired((value,), now)
-            point.sender_is_ha = True
+            point.changed_by_ha = True
             point.crashed = False
             if self.connected and self.session_open:
                 point.set_node((value,))
                 point.pending = False
                 point.sent_at = math.inf
                 if not (len(before) == 1 and same(point.spec, before[0], value)):
-                    self.changed_by[name] = sender
+                    self.changed_by[name] = changed_by
             else:
                 point.pending = True
                 point.sent_at = None
-                point.pending_sender = sender
+                point.pending_changed_by = changed_by
         return True
 
     def ha_stop(self, now: float, *, crash: bool, saved: bool) -> None:
@@ -363,8 +363,8 @@ class Exchange:
             point.set_node((value,))
             point.unseen_local = True
             return "made while Home Assistant is away"
-        home_wins = point.sender_is_ha and ha_wins is not False
-        local_wins = not point.sender_is_ha or ha_wins is not True
+        home_wins = point.changed_by_ha and ha_wins is not False
+        local_wins = not point.changed_by_ha or ha_wins is not True
         held = point.node
         if home_wins and local_wins:
             # Timing unknown: either outcome.
@@ -378,7 +378,7 @@ class Exchange:
             return "Home Assistant's write wins (within the window)"
         point.set_node((value,))
         point.set_desired((_derived(spec, value),), now)
-        point.sender_is_ha = False
+        point.changed_by_ha = False
         point.sent_at = None
         self.changed_by[name] = "node"
         return (
@@ -471,15 +471,17 @@ class Exchange:
                 now,
             )
             if point.unseen_local and not point.pending:
-                point.sender_is_ha = False
+                point.changed_by_ha = False
                 point.sent_at = None
-            if point.sender_is_ha and (self.rebooted or point.pending or point.crashed):
+            if point.changed_by_ha and (
+                self.rebooted or point.pending or point.crashed
+            ):
                 point.sent_at = math.inf  # a new window, known when the step settles
             if len(out) == 1 and not (
                 len(before) == 1 and same(spec, before[0], out[0])
             ):
                 if point.pending and not point.crashed:
-                    self.changed_by[name] = point.pending_sender
+                    self.changed_by[name] = point.pending_changed_by
                 elif point.unseen_local and not point.crashed:
                     self.changed_by[name] = "node"
             point.pending = False
@@ -511,9 +513,9 @@ class Exchange:
             if len(point.desired) > 1:
                 point.set_desired((derived,), now)
                 if derived is NO_DESIRED:
-                    point.sender_is_ha = False
+                    point.changed_by_ha = False
                     point.sent_at = None
-                elif point.sender_is_ha and point.sent_at is None:
+                elif point.changed_by_ha and point.sent_at is None:
                     point.sent_at = now
         return None
 

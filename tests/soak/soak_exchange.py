@@ -20,8 +20,11 @@ import time
 from homeassistant.core import HomeAssistant
 import pytest
 
-from custom_components.data_exchange.const import CONF_CYCLE, CONF_STALE_AFTER
-from custom_components.data_exchange.coordinator import DataExchangeCoordinator
+from custom_components.data_exchange.const import (
+    CONF_DESIRED_INTERVAL,
+    CONF_STALE_AFTER,
+)
+from custom_components.data_exchange.manager import NodeManager
 from tests.conftest import FIRMWARE
 from tests.harness.node import REPO, Node, NodeFactory
 from tests.integration.conftest import FrameWatch, setup_node
@@ -42,7 +45,7 @@ def rss_kib(pid: int | str = "self") -> int:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
-def setpoint_index(coordinator: DataExchangeCoordinator) -> int:
+def setpoint_index(coordinator: NodeManager) -> int:
     return next(p.index for p in coordinator.points if p.info.object_id == "setpoint")
 
 
@@ -63,7 +66,7 @@ async def test_soak(hass: HomeAssistant, soak_nodes: list[Node]) -> None:
         await setup_node(
             hass,
             node,
-            **{CONF_CYCLE: CYCLE_MS / 1000, CONF_STALE_AFTER: 2.0},
+            **{CONF_DESIRED_INTERVAL: CYCLE_MS / 1000, CONF_STALE_AFTER: 2.0},
         )
         for node in soak_nodes
     ]
@@ -120,7 +123,7 @@ async def test_soak(hass: HomeAssistant, soak_nodes: list[Node]) -> None:
         "missed": sum(c.engine.stats.missed for c in coordinators),
         "duplicates": sum(c.engine.stats.duplicates for c in coordinators),
         "out_of_order": sum(c.engine.stats.out_of_order for c in coordinators),
-        "rejected": sum(c.rejected_frames for c in coordinators),
+        "rejected": sum(c.malformed_frames for c in coordinators),
         # Protocol 2: desired frames the nodes refused (was "rejected_by_nodes").
         "refused_by_nodes": sum(c.engine.stats.refused_by_node for c in coordinators),
         "reconnects": sum(

@@ -1,0 +1,266 @@
+"""Frame mode: the node runs our data_exchange component.
+
+The data path of a node frame goes one way: connection -> ``on_node_event`` -> protocol
+(decode, strictly) -> engine (rules) -> ``_apply`` (entity states of changed points, the
+Store, repair issues). A write goes one way too: ``write`` -> engine -> the next desired
+frame (built by the engine, encoded by protocol) -> connection.
+
+Every cycle (option *desired interval*) the full desired frame goes out; writes go out at
+once, several of one event loop iteration in one frame.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from aioesphomeapi import APIConnectionError
+from homeassistant.core import CALLBACK_TYPE, callback
+from homeassistant.helpers.event import async_track_time_interval
+
+from .const import DOMAIN, MODE_FRAME, STORE_DESIRED_WITHIN
+from .describe import Describe
+from .listeners import Topic
+from .modes import ExchangeMode
+from .protocol import (
+    FRAME_EVENT,
+    MODEL_EVENT,
+    WRITE_ACTION,
+    Model,
+    NodeFrame,
+    ProtocolError,
+    Value,
+)
+from .values import CHANGED_BY_NODE, FrameResult, PointRefusal, changed_indices
+
+if TYPE_CHECKING:
+    from .manager import NodeManager
+
+_LOGGER = logging.getLogger(__name__)
+
+
+class FrameMode(ExchangeMode):
+    name = MODE_FRAME
+    writes_offline = True
+    grouped_writes = True
+
+    def __init__(self, node: NodeManager) -> None:
+        super().__init__(node)
+        self.describe = Describe(node.connection)
+        self._ready = False  # frames count only once the session is set up
+        self._unsub_cycle: CALLBACK_TYPE | None = None
+        self._send_scheduled = False
+        self._malformed_logged = False
+        self._refusal_logged = False
+
+    # ---- session ----
+
+    async def async_read_model(self) -> Model:
+        self._ready = False
+        return await self.describe.async_request()
+
+    @property
+    def model_event(self) -> dict[str, str] | None:
+        return self.describe.event
+
+    async def async_start_session(self) -> None:
+        node, engine = self.node, self.node.engine
+        self._malformed_logged = self._refusal_logged = False
+        model = engine.model
+        assert model is not None
+        engine.start_session(model.boot_id, model.node_seq)
+        node.store.schedule_save(
+            STORE_DESIRED_WITHIN
+        )  # the node's boot, restart or not
+        self._ready = True
+        # Values stay stale (offline) until the first frame arrives.
+        self._start_cycle()
+        # Reconciliation: desired values go out at once, not a cycle later.
+        await self._async_send()
+
+    def end_session(self) -> None:
+        self._ready = False
+        self._stop_cycle()
+        self.describe.cancel()
+
+    # ---- node frames ----
+
+    @callback
+    def on_node_event(self, name: str, data: dict[str, str]) -> None:
+        if name == MODEL_EVENT:
+            try:
+                self.describe.on_model_event(data)
+            except ProtocolError as err:
+                self._malformed(err)
+            return
+        engine = self.node.engine
+        if name != FRAME_EVENT or not self._ready or engine.model is None:
+            # Before the session is set up (the model being read, maybe a new firmware's)
+            # frames are not judged, nor counted as malformed.
+            return
+        try:
+            frame = NodeFrame.from_event(data, engine.model)
+        except ProtocolError as err:
+            # A model mismatch included: new firmware means a reboot and a new connection,
+            # which reads the model again; within one connection it is a malformed frame.
+            self._malformed(err)
+            return
+        now = time.monotonic()
+        result = engine.on_frame(frame, now, time.time())
+        if result.accepted:
+            self._apply(result, now)
+
+    @callback
+    def _apply(self, result: FrameResult, now: float) -> None:
+        node, engine = self.node, self.node.engine
+        node.set_stale(engine.stale_reason(connected=node.connected, now=now))
+        if result.refused is not None:
+            self._on_refusal(result.refused)
+        if changed := changed_indices(result):
+            node.listeners.points(changed)
+        if result.desired_changed:
+            node.store.schedule_save(STORE_DESIRED_WITHIN)
+            if result.refused is None and result.acknowledged is not None:
+                self._clear_refusal()
+        elif result.changed or result.node_state_changed:
+            node.store.schedule_save()
+        if result.node_state_changed:
+            node.listeners.topic(Topic.NODE)
+        if result.stats_changed:
+            node.listeners.topic(Topic.STATS)
+
+    @callback
+    def _malformed(self, err: ProtocolError) -> None:
+        """A malformed frame: nothing of it is applied; counted, logged once a connection.
+
+        A broken node may send nothing else, so later ones go to the debug log only; the
+        malformed frames entity counts every one.
+        """
+        node = self.node
+        node.malformed_frames += 1
+        if self._malformed_logged:
+            _LOGGER.debug("%s: rejected a malformed frame: %s", node.name, err)
+        else:
+            self._malformed_logged = True
+            _LOGGER.warning(
+                "%s: rejected a malformed frame, nothing of it applied: %s "
+                "(further ones on this connection are only counted)",
+                node.name,
+                err,
+            )
+        node.ignored_input()
+
+    @callback
+    def _on_refusal(self, refused: PointRefusal) -> None:
+        """The node refused a desired frame: a repair issue names the point and reason.
+
+        The engine has already dropped what was refused, so every other point flows again.
+        Logged once per connection; the refused-frames entity counts every one.
+        """
+        node = self.node
+        point = node.point_name(refused.index)
+        log = _LOGGER.debug if self._refusal_logged else _LOGGER.warning
+        self._refusal_logged = True
+        log(
+            "%s: the node refused desired frame %s (%s, %s); its desired value is "
+            "dropped, the other points go on",
+            node.name,
+            refused.seq,
+            point,
+            refused.reason,
+        )
+        node.issues.refused(node.name, point, refused.reason)
+
+    @callback
+    def _clear_refusal(self) -> None:
+        """The issue goes once the node applied a frame carrying a newer write."""
+        engine = self.node.engine
+        last = engine.last_refusal
+        if last is None:
+            return
+        if any(
+            s.seq > last.seq and s.changed_by != CHANGED_BY_NODE
+            for s in engine.desired.values()
+        ) and (engine.acked_seq > last.seq):
+            engine.last_refusal = None
+            self.node.issues.refusal_resolved()
+
+    # ---- desired frames ----
+
+    @callback
+    def _start_cycle(self) -> None:
+        self._stop_cycle()
+        self._unsub_cycle = async_track_time_interval(
+            self.node.hass,
+            self._async_cycle,
+            timedelta(seconds=self.node.desired_interval),
+            name=f"{DOMAIN} cycle {self.node.mac}",
+            cancel_on_shutdown=True,
+        )
+
+    @callback
+    def _stop_cycle(self) -> None:
+        if self._unsub_cycle is not None:
+            self._unsub_cycle()
+            self._unsub_cycle = None
+
+    async def _async_cycle(self, _now: Any) -> None:
+        node = self.node
+        # Silence is noticed here; values stay offline-stale until the first frame.
+        if node.engine.last_frame is not None:
+            node.set_stale(
+                node.engine.stale_reason(connected=node.connected, now=time.monotonic())
+            )
+        await self._async_send()
+
+    async def _async_send(self) -> None:
+        node = self.node
+        if not self._ready or not node.connected or node.engine.model is None:
+            return
+        frame = node.engine.next_desired_frame(time.monotonic())
+        # The frame counter is saved lazily (a restart continues well ahead of it).
+        node.store.schedule_save()
+        try:
+            await node.connection.async_execute(WRITE_ACTION, frame.args())
+        except APIConnectionError as err:
+            _LOGGER.debug("%s: desired frame not sent: %s", node.name, err)
+
+    @callback
+    def _send_soon(self) -> None:
+        """Send a desired frame at the end of this event loop iteration.
+
+        Several writes in one iteration (one action call setting several points) go out in
+        one frame.
+        """
+        if self._send_scheduled:
+            return
+        self._send_scheduled = True
+
+        async def send() -> None:
+            self._send_scheduled = False
+            await self._async_send()
+
+        node = self.node
+        node.entry.async_create_background_task(node.hass, send(), f"{DOMAIN} send")
+
+    # ---- writes ----
+
+    def write(
+        self, writes: list[tuple[int, Value]], changed_by: str, now: float, wall: float
+    ) -> None:
+        """Kept (and saved) while the node is offline; applied when it returns."""
+        engine = self.node.engine
+        group = engine.new_group() if len(writes) > 1 else 0
+        for index, value in writes:
+            engine.write(index, value, changed_by, now, wall=wall, group=group)
+        self.node.store.schedule_save(STORE_DESIRED_WITHIN)
+        self._send_soon()
+
+    def write_acquisition(
+        self, running: bool, changed_by: str, now: float, wall: float
+    ) -> None:
+        self.node.engine.write_acquisition(running, changed_by, now, wall)
+        self.node.store.schedule_save(STORE_DESIRED_WITHIN)
+        self._send_soon()

@@ -1,0 +1,48 @@
+"""Writer priority: who wins when the node reports a value other than the desired one.
+
+Plain Python, time passed in (monotonic). The rule as docs/exchange.md states it ("Writer
+priority", rules 1-6), for one point of one node frame; the engine applies the verdict.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from .protocol import Value
+from .values import CHANGED_BY_NODE, Stamped, same
+
+
+class Verdict(Enum):
+    SETTLED = "settled"  # nothing to do: equal, Home Assistant's write wins, or unknown
+    DEFER = "defer"  # the desired value is pending: judged once the node applied it
+    ADOPT = "adopt"  # a local change on the node becomes the desired value
+    FIRST = "first"  # nothing desired yet: the node's value becomes the desired value
+
+
+def judge(
+    desired: Stamped | None,
+    reported: Value,
+    *,
+    pending: bool,
+    now: float,
+    delay: float,
+) -> Verdict:
+    """The verdict on a reported value, given the desired one.
+
+    ``pending``: the node has not yet applied a desired frame carrying ``desired``.
+    ``delay``: the writer-priority delay; a value written in Home Assistant wins over a
+    different report for that long after the first frame carrying it was sent.
+    """
+    if reported is None:
+        return Verdict.SETTLED
+    if desired is None:
+        return Verdict.FIRST
+    if same(desired.value, reported):
+        return Verdict.SETTLED
+    if pending:
+        return Verdict.DEFER
+    if desired.changed_by != CHANGED_BY_NODE and now - desired.time < delay:
+        return (
+            Verdict.SETTLED
+        )  # Home Assistant's recent write wins and keeps being sent
+    return Verdict.ADOPT
