@@ -1,0 +1,3 @@
+#pragma once
+// For the ESP32-like compile check (../README.md).
+#include <netinet/in.h>
