@@ -87,7 +87,8 @@ static int hex_digit(char c) {
   return -1;
 }
 
-/// Decodes an encoded string field (with its leading quote). False if malformed.
+/// Decodes an encoded string field (with its leading quote). False if malformed (a bad
+/// escape, or bytes that are not UTF-8).
 bool decode_string(const std::string &field, std::string &out) {
   out.clear();
   if (field.empty() || field[0] != '\'')
@@ -106,6 +107,15 @@ bool decode_string(const std::string &field, std::string &out) {
     } else {
       out += c;
     }
+  }
+  // Text the API carries must be UTF-8: an escaped byte that is not (a truncated sequence,
+  // a surrogate) would end up in the entity's state, and be reported as U+FFFD.
+  const auto *bytes = reinterpret_cast<const uint8_t *>(out.data());
+  for (size_t i = 0; i < out.size();) {
+    size_t n = utf8_sequence(bytes + i, out.size() - i);
+    if (n == 0)
+      return false;
+    i += n;
   }
   return true;
 }

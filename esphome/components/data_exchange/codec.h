@@ -25,7 +25,8 @@ void append_float(std::string &out, float value);
 /// that are not UTF-8 become U+FFFD.
 void append_string(std::string &out, const char *s, size_t len);
 
-/// Decodes an encoded string field (with its leading quote) into `out`. False if malformed.
+/// Decodes an encoded string field (with its leading quote) into `out`. False if malformed:
+/// a bad escape, or bytes (escaped or not) that are not UTF-8.
 bool decode_string(const std::string &field, std::string &out);
 
 /// Parses a decimal unsigned 64-bit number (digits only, no sign, no spaces). False if the

@@ -338,6 +338,34 @@ Refusal DataExchange::validate_(const Point &p, const std::string &field) {
   }
 }
 
+void DataExchange::canonicalize_(const Point &p, std::string &field) {
+  // A valid value written another way than this node writes it ("22.0", "'%41") is kept as
+  // the node will report it ("22", "'A"): otherwise the next cycle would take the
+  // difference for a local change.
+  switch (p.type) {
+    case PointType::NUMBER: {
+      float v;
+      if (!parse_float(field, v))
+        return;
+      this->scratch_.clear();
+      append_float(this->scratch_, v);
+      break;
+    }
+    case PointType::SELECT:
+    case PointType::TEXT: {
+      std::string value;
+      if (!decode_string(field, value))
+        return;
+      this->scratch_.clear();
+      append_string(this->scratch_, value.data(), value.size());
+      break;
+    }
+    default:
+      return;  // a switch's 0 and 1 are the only texts
+  }
+  field.swap(this->scratch_);
+}
+
 bool DataExchange::apply_(Point &p, const std::string &encoded) {
   // Re-encode the current value: points already at the desired value are left alone, so an
   // unchanged desired frame causes no state update on the node. True if it changed.
@@ -462,9 +490,10 @@ void DataExchange::on_write(std::string token, std::string seq_text, std::string
   for (auto &p : this->points_) {
     if (!p.writable())
       continue;
-    const std::string &field = this->fields_[field_index++];
+    std::string &field = this->fields_[field_index++];
     if (field.empty() || seen_seq < p.local_change_seq)
       continue;
+    this->canonicalize_(p, field);
     changed |= this->apply_(p, field);
   }
   if (acquisition >= 0 && seen_seq >= this->acquisition_local_seq_ &&

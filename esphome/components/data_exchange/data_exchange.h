@@ -141,6 +141,8 @@ class DataExchange : public Component, public api::CustomAPIDevice {
   void set_acquisition_(bool running);
   void arm_failsafe_();
   void enter_failsafe_();
+  /// Rewrites a validated desired value the way this node encodes it.
+  void canonicalize_(const Point &p, std::string &field);
   /// Sets a writable point from an encoded value already validated.
   bool apply_(Point &p, const std::string &encoded);
   Refusal validate_(const Point &p, const std::string &field);
