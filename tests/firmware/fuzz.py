@@ -653,8 +653,10 @@ class RawClient:
         self,
         predicate: Callable[[RawFrame], bool],
         timeout: float = 10,  # noqa: ASYNC109 - a test helper's deadline
+        start: int = 0,
     ) -> RawFrame:
-        index = 0
+        """The first frame from index ``start`` on that satisfies ``predicate``."""
+        index = start
         async with asyncio.timeout(timeout):
             while True:
                 while index < len(self.frames):
