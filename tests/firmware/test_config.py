@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from tests.conftest import FIRMWARE
-from tests.harness.node import esphome_command
+from tests.harness.node import REPO, esphome_command
 
 NODE_YAMLS = sorted(
     p.name for p in FIRMWARE.glob("*.yaml") if not p.name.startswith("secrets")
@@ -43,6 +43,26 @@ def test_every_node_yaml_is_listed() -> None:
 @pytest.mark.parametrize("name", NODE_YAMLS)
 def test_esphome_config_valid(firmware_copy: Path, name: str) -> None:
     result = _config(firmware_copy / name)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Configuration is valid!" in result.stdout + result.stderr
+
+
+TEST_NODE_YAMLS = sorted(
+    str(p.relative_to(REPO))
+    for folder in (REPO / "tests" / "nodes", REPO / "tests" / "firmware" / "nodes")
+    for p in folder.glob("*.yaml")
+)
+
+
+def test_test_node_yamls_are_found() -> None:
+    assert "tests/firmware/nodes/sim-node.yaml" in TEST_NODE_YAMLS
+    assert len(TEST_NODE_YAMLS) > 1
+
+
+@pytest.mark.parametrize("name", TEST_NODE_YAMLS)
+def test_test_node_yaml_config_valid(name: str) -> None:
+    """Every node YAML the tests build (with the sanitizer variant) is a valid config."""
+    result = _config(REPO / name)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Configuration is valid!" in result.stdout + result.stderr
 
