@@ -2,7 +2,7 @@
 
 One API connection per node, kept alive by aioesphomeapi's ReconnectLogic (back-off, and an
 immediate reconnect when the node's mDNS record reappears). It tells its listener (the
-coordinator) when the node comes and goes and hands over what the node sends: our frame and
+manager) when the node comes and goes and hands over what the node sends: our frame and
 model events in frame mode, entity states in entity mode. Everything else a node sends is
 dropped: a node can never make Home Assistant run an action.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 import logging
+import socket
 from typing import Any, Protocol
 
 from aioesphomeapi import (
@@ -35,6 +36,7 @@ from homeassistant.helpers.device_registry import format_mac
 from . import repairs
 from .const import CLIENT_INFO, MODE_ENTITY, MODE_FRAME
 from .protocol import DESCRIBE_ACTION, FRAME_EVENT, MODEL_EVENT, WRITE_ACTION
+from .reachability import ReturnWatch
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -68,7 +70,7 @@ class NodeSession:
 
 
 class ConnectionListener(Protocol):
-    """What the coordinator implements."""
+    """What the manager (manager.NodeManager) implements."""
 
     async def async_on_connected(self, session: NodeSession) -> None: ...
     async def async_on_disconnected(self) -> None: ...
@@ -83,6 +85,7 @@ class ConnectionStats:
     connects: int = 0
     disconnects: int = 0
     ignored_calls: int = 0  # action requests or foreign events a node sent
+    returns_noticed: int = 0  # connected by the return watch (reachability.py)
 
 
 @dataclass
@@ -99,11 +102,13 @@ class NodeConnection:
     zeroconf_instance: Any = None
     stats: ConnectionStats = field(default_factory=ConnectionStats)
     client: APIClient | None = None
+    returns: ReturnWatch | None = None  # notices at once that the node is back
     session: NodeSession | None = None
     _reconnect: ReconnectLogic | None = None
     _unavailable_logged: bool = False
     _ignored_logged: bool = False
     _stopping: bool = False
+    _outage_watched: bool = False  # the return watch ran for this outage
 
     @property
     def connected(self) -> bool:
@@ -130,11 +135,30 @@ class NodeConnection:
             # Never: a node that answers without encryption keeps failing (repairs.py).
             allow_plaintext_fallback=False,
         )
+        self.returns = ReturnWatch(self.hass, self.host, self.port, self._adopt)
         await self._reconnect.start()
+
+    async def _adopt(self, sock: socket.socket) -> bool:
+        """The return watch reached the node: connect on that socket (the normal
+        handshake, encryption included)."""
+        if self._reconnect is None or self._stopping:
+            sock.close()
+            return False
+        if await self._reconnect.async_adopt_connection(sock):
+            self.stats.returns_noticed += 1
+            return True
+        return False
+
+    def _watch_for_return(self) -> None:
+        if self.returns is not None and not self._outage_watched and not self._stopping:
+            self._outage_watched = True
+            self.returns.start()
 
     async def async_stop(self) -> None:
         """Disconnect for good (unload): not an outage, so nothing is logged."""
         self._stopping = True
+        if self.returns is not None:
+            self.returns.stop()
         if self._reconnect is not None:
             await self._reconnect.stop()
             self._reconnect = None
@@ -189,6 +213,9 @@ class NodeConnection:
             client.subscribe_states(self.listener.on_entity_state)
         self.session = session
         self.stats.connects += 1
+        self._outage_watched = False
+        if self.returns is not None:
+            self.returns.stop()
         self._ignored_logged = False
         if self._unavailable_logged:
             _LOGGER.info("Node %s is available again", self.name)
@@ -206,6 +233,8 @@ class NodeConnection:
         if not self.hass.is_stopping and not self._unavailable_logged:
             _LOGGER.info("Node %s is unavailable", self.name)
             self._unavailable_logged = True
+        if not self.hass.is_stopping:
+            self._watch_for_return()
         await self.listener.async_on_disconnected()
 
     async def _on_connect_error(self, err: Exception) -> None:
@@ -214,6 +243,8 @@ class NodeConnection:
         if not self._unavailable_logged and not self.hass.is_stopping:
             _LOGGER.info("Node %s is unavailable: %s", self.name, err)
             self._unavailable_logged = True
+        if not self.hass.is_stopping and not isinstance(err, AUTH_ERRORS):
+            self._watch_for_return()
         if self.noise_psk and isinstance(err, EncryptionPlaintextAPIError):
             repairs.async_report_downgrade(
                 self.hass, self.node_id, self.name, self.host

@@ -317,6 +317,7 @@ class ExchangeEngine:
                 0 < s.seq <= refused.seq
             ):
                 self._drop_desired(i)
+                result.dropped.append(i)
         result.desired_changed = True
 
     def _pending(self, desired: Stamped) -> bool:

@@ -23,6 +23,9 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .const import (
     ATTR_CHANGED_BY,
+    ATTR_PENDING_CHANGED_BY,
+    ATTR_PENDING_SINCE,
+    ATTR_PENDING_VALUE,
     ATTR_REASON,
     ATTR_REPORTED_AT,
     ATTR_STALE,
@@ -66,8 +69,13 @@ class PointEntity(DataExchangeEntity):
     """An entity for one point of the node.
 
     Attributes: ``stale``, ``changed_by`` (who caused the value: the node, a user, an
-    automation) and, while stale, ``reported_at`` (when the node reported it).
+    automation), while stale ``reported_at`` (when the node reported it) and, for writable
+    points, ``pending_value``, ``pending_changed_by``, ``pending_since``: a desired value
+    written in Home Assistant that the node does not show yet (None while nothing waits).
+    Attribute names are translated (translation key ``point``); the name is the node's.
     """
+
+    _attr_translation_key = "point"
 
     def __init__(self, node: NodeManager, point: NodePoint) -> None:
         super().__init__(node)
@@ -108,9 +116,15 @@ class PointEntity(DataExchangeEntity):
         }
         reported = node.reported(self.point.index)
         if stale and reported is not None:
-            attrs[ATTR_REPORTED_AT] = datetime.fromtimestamp(
-                reported.wall, UTC
-            ).isoformat()
+            attrs[ATTR_REPORTED_AT] = _iso(reported.wall)
+        if self.point.type.writable:
+            # What waits for the node: the value, who wrote it, since when.
+            waiting = node.pending(self.point.index)
+            attrs[ATTR_PENDING_VALUE] = None if waiting is None else waiting.value
+            attrs[ATTR_PENDING_CHANGED_BY] = (
+                None if waiting is None else waiting.changed_by
+            )
+            attrs[ATTR_PENDING_SINCE] = None if waiting is None else _iso(waiting.wall)
         return attrs
 
     async def _async_write(self, value: Value) -> None:
@@ -121,6 +135,10 @@ class PointEntity(DataExchangeEntity):
             await self.node.async_write(self.point.index, value, self._context)
         except APIConnectionError as err:
             raise not_connected(self.node) from err
+
+
+def _iso(wall: float) -> str:
+    return datetime.fromtimestamp(wall, UTC).isoformat()
 
 
 class NodeEntity(DataExchangeEntity):

@@ -71,3 +71,4 @@ class EntityMode(ExchangeMode):
             node.connection.command(_COMMANDS[point.type], point.info.key, value)
             node.engine.write(index, value, changed_by, now, wall=wall)
         node.engine.sent_entity_mode()
+        node.listeners.points([index for index, _ in writes])

@@ -150,7 +150,7 @@ class FrameMode(ExchangeMode):
                 node.name,
                 err,
             )
-        node.ignored_input()
+        node.on_ignored_call()
 
     @callback
     def _on_refusal(self, refused: PointRefusal) -> None:
@@ -257,6 +257,8 @@ class FrameMode(ExchangeMode):
             engine.write(index, value, changed_by, now, wall=wall, group=group)
         self.node.store.schedule_save(STORE_DESIRED_WITHIN)
         self._send_soon()
+        # Their entities show the value as pending until the node reports it.
+        self.node.listeners.points([index for index, _ in writes])
 
     def write_acquisition(
         self, running: bool, changed_by: str, now: float, wall: float

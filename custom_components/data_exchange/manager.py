@@ -46,7 +46,7 @@ from .points import EMPTY_TABLE, INFO_BY_NAME, NodePoint, PointTable, unique_id
 from .protocol import Model, ProtocolError, Value
 from .repairs import EntryIssues
 from .storage import NodeStore
-from .values import CHANGED_BY_NODE, NodeStats, StaleReason, Stamped
+from .values import CHANGED_BY_NODE, NodeStats, StaleReason, Stamped, pending
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -256,6 +256,10 @@ class NodeManager:
             return desired.changed_by
         return CHANGED_BY_NODE
 
+    def pending(self, index: int) -> Stamped | None:
+        """The desired value of a point that waits for the node (None: nothing waits)."""
+        return pending(self.engine.desired.get(index), self.engine.reported[index])
+
     def point_name(self, index: int | None) -> str:
         return self.table.name_of(index)
 
@@ -284,7 +288,8 @@ class NodeManager:
             self.listeners.everyone()
 
     @callback
-    def ignored_input(self) -> None:
+    def on_ignored_call(self) -> None:
+        """A malformed frame, an action request or a foreign event: counted, shown."""
         self._ignored_debouncer.async_schedule_call()
 
     # ---- connection events (connection.ConnectionListener) ----
@@ -351,10 +356,6 @@ class NodeManager:
     def on_entity_state(self, state: EntityState) -> None:
         if self.exchange is not None:
             self.exchange.on_entity_state(state)
-
-    @callback
-    def on_ignored_call(self) -> None:
-        self.ignored_input()
 
     @callback
     def _schedule_reload(self) -> None:

@@ -155,6 +155,7 @@ class FrameResult:
     adopted: list[int] = field(
         default_factory=list
     )  # local changes that became desired
+    dropped: list[int] = field(default_factory=list)  # desired values a refusal dropped
     acknowledged: int | None = None  # desired seq acknowledged for the first time
     node_state_changed: bool = False  # acquisition or fail-safe flag changed
     desired_changed: bool = False  # a desired value or its acknowledgement changed
@@ -214,6 +215,15 @@ def stamped_from_dict(raw: dict[str, Any], ptype: PointType) -> Stamped:
 
 def changed_indices(result: FrameResult) -> Sequence[int]:
     """Points whose entity state must be written: reported or desired value changed."""
-    if not result.adopted:
+    if not result.adopted and not result.dropped:
         return result.changed
-    return sorted(set(result.changed) | set(result.adopted))
+    return sorted({*result.changed, *result.adopted, *result.dropped})
+
+
+def pending(desired: Stamped | None, reported: Stamped | None) -> Stamped | None:
+    """A desired value written in Home Assistant that the node does not show (yet)."""
+    if desired is None or desired.changed_by == CHANGED_BY_NODE:
+        return None
+    if reported is not None and same(desired.value, reported.value):
+        return None
+    return desired

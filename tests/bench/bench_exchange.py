@@ -71,7 +71,7 @@ def bench_node(node_factory: NodeFactory, request: pytest.FixtureRequest) -> Nod
 async def test_round_trip(hass: HomeAssistant, bench_node: Node) -> None:
     count = len(bench_node.build.yaml_path.read_text().split("platform: template")) - 1
     entry = await setup_node(hass, bench_node, cycle=1.0, stale_after=30.0)
-    coordinator: NodeManager = entry.runtime_data
+    manager: NodeManager = entry.runtime_data
     last = f"number.bench_{count}_{bench_node.mac.replace(':', '')[-6:].lower()}_p{count - 1}"
     assert hass.states.get(last) is not None, last
     iterations = 200 if count <= 100 else 40
@@ -94,7 +94,7 @@ async def test_round_trip(hass: HomeAssistant, bench_node: Node) -> None:
 
         unsub = hass.bus.async_listen("state_changed", seen)
         start = time.perf_counter()
-        await coordinator.async_write_many([(p, float(i)) for p in range(count)], None)
+        await manager.async_write_many([(p, float(i)) for p in range(count)], None)
         end = await asyncio.wait_for(done, 10)
         unsub()
         samples.append((end - start) * 1000)
@@ -128,17 +128,17 @@ async def test_round_trip(hass: HomeAssistant, bench_node: Node) -> None:
 async def test_cpu_per_frame(hass: HomeAssistant, bench_node: Node) -> None:
     count = len(bench_node.build.yaml_path.read_text().split("platform: template")) - 1
     entry = await setup_node(hass, bench_node, cycle=1.0, stale_after=3600.0)
-    coordinator: NodeManager = entry.runtime_data
-    model = coordinator.engine.model
+    manager: NodeManager = entry.runtime_data
+    model = manager.engine.model
     assert model is not None
     # The node's own frames would interleave: they are dropped on their way in, and frames
     # in its exact format are fed instead. The node stays connected (it used to be killed):
     # with protocol 2 frames arriving outside a session are ignored, so after a kill not one
     # fed frame would be taken.
-    take_frame = coordinator.on_node_event
-    coordinator.on_node_event = lambda name, data: None  # type: ignore[method-assign]
+    take_frame = manager.on_node_event
+    manager.on_node_event = lambda name, data: None  # type: ignore[method-assign]
     await hass.async_block_till_done()
-    seq = coordinator.engine.stats.last_seq
+    seq = manager.engine.stats.last_seq
 
     def frame(values: str) -> dict[str, str]:
         nonlocal seq
@@ -165,9 +165,9 @@ async def test_cpu_per_frame(hass: HomeAssistant, bench_node: Node) -> None:
             take_frame(FRAME_EVENT, frame(",".join([value] * count)))
         return (time.process_time() - begin) / frames * 1e6
 
-    received = coordinator.engine.stats.received
+    received = manager.engine.stats.received
     take_frame(FRAME_EVENT, frame(",".join(["7"] * count)))  # settle
-    assert coordinator.engine.stats.received == received + 1  # the fed frames are taken
+    assert manager.engine.stats.received == received + 1  # the fed frames are taken
     frames = 2000 if count <= 100 else 200
     unchanged = [run(frames, change=False) for _ in range(ROUNDS)]
     changed = [run(frames // 10, change=True) for _ in range(ROUNDS)]
@@ -214,10 +214,10 @@ async def test_scale(
         node_factory.nodes.append(node)
         node.start()
         entries.append(await setup_node(hass, node, cycle=1.0, stale_after=30.0))
-    coordinators: list[NodeManager] = [e.runtime_data for e in entries]
+    managers: list[NodeManager] = [e.runtime_data for e in entries]
     rss_after = rss_kib()
-    missed = sum(c.engine.stats.missed for c in coordinators)
-    received = sum(c.engine.stats.received for c in coordinators)
+    missed = sum(c.engine.stats.missed for c in managers)
+    received = sum(c.engine.stats.received for c in managers)
     window = float(os.environ.get("DX_BENCH_WINDOW", "20"))
     cpu0, wall0 = time.process_time(), time.perf_counter()
     await asyncio.sleep(window)  # the measurement window itself: frames flow meanwhile
@@ -228,8 +228,8 @@ async def test_scale(
         str(nodes),
         {
             "cpu_share_of_one_core": cpu / wall,
-            "frames": sum(c.engine.stats.received for c in coordinators) - received,
-            "missed_frames": sum(c.engine.stats.missed for c in coordinators) - missed,
+            "frames": sum(c.engine.stats.received for c in managers) - received,
+            "missed_frames": sum(c.engine.stats.missed for c in managers) - missed,
             "memory_per_node_kib": (rss_after - rss_before) / nodes,
             "window_s": wall,
         },

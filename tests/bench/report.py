@@ -54,7 +54,7 @@ def main() -> None:
         out += [
             "## 3. Home Assistant CPU per node frame and per point",
             "",
-            "Frames in the node's exact format fed to the coordinator (decode, engine, state",
+            "Frames in the node's exact format fed to the manager (decode, engine, state",
             "writes of changed points). Baseline: `hass.states.async_set` per call, same run.",
             "",
             "| points | frame, nothing changed | frame, all changed | per unchanged point | per changed point | async_set baseline | changed point / async_set |",

@@ -112,25 +112,23 @@ def entity_ids(hass: HomeAssistant, entry: MockConfigEntry, domain: str) -> list
 
 def live(hass: HomeAssistant, entry: MockConfigEntry) -> bool:
     """The node is connected and its values are not stale."""
-    coordinator = getattr(entry, "runtime_data", None)
-    return bool(
-        coordinator and coordinator.connected and coordinator.stale_reason is None
-    )
+    manager = getattr(entry, "runtime_data", None)
+    return bool(manager and manager.connected and manager.stale_reason is None)
 
 
 class FrameWatch:
-    """Counts the frames the coordinator receives from its node; a test can await them.
+    """Counts the frames the manager receives from its node; a test can await them.
 
-    Instrumentation only: it wraps the coordinator's event entry point, so a test can wait
+    Instrumentation only: it wraps the manager's event entry point, so a test can wait
     for "n more frames" when no state changes (a node whose values stand still), or for a
     condition checked right after each frame.
     """
 
-    def __init__(self, coordinator: Any) -> None:
-        self.coordinator = coordinator
+    def __init__(self, manager: Any) -> None:
+        self.manager = manager
         self.events = 0
         self._waiters: list[tuple[Callable[[], bool], asyncio.Future[int]]] = []
-        original = coordinator.on_node_event
+        original = manager.on_node_event
 
         def on_node_event(name: str, data: dict[str, str]) -> None:
             original(name, data)
@@ -141,7 +139,7 @@ class FrameWatch:
                 if not future.done() and predicate():
                     future.set_result(self.events)
 
-        coordinator.on_node_event = on_node_event
+        manager.on_node_event = on_node_event
 
     async def until(self, predicate: Callable[[], bool], within: float = 15.0) -> int:
         """Wait for a frame after which ``predicate`` holds; the frame count then."""

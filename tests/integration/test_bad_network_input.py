@@ -47,13 +47,13 @@ async def injector(injects: Node) -> AsyncIterator[Peer]:
         yield client
 
 
-def frame(coordinator: NodeManager, **change: Any) -> dict[str, Any]:
+def frame(manager: NodeManager, **change: Any) -> dict[str, Any]:
     """A well-formed next frame carrying the forged values, with ``change`` applied."""
-    assert coordinator.engine.model is not None
+    assert manager.engine.model is not None
     return {
         "v": "2",
-        "m": coordinator.engine.model.model_id,
-        "s": str(coordinator.engine.stats.last_seq + 1),
+        "m": manager.engine.model.model_id,
+        "s": str(manager.engine.stats.last_seq + 1),
         "a": "0",
         "e": "",
         "o": "0",
@@ -109,8 +109,8 @@ async def test_bad_frame_is_rejected_counted_and_logged(
     words: str,
 ) -> None:
     entry = await setup_node(hass, injects)
-    coordinator: NodeManager = entry.runtime_data
-    watch = FrameWatch(coordinator)
+    manager: NodeManager = entry.runtime_data
+    watch = FrameWatch(manager)
     seen = _record_point_states(hass, entry)
     counter = next(
         e for e in entity_ids(hass, entry, "sensor") if e.endswith("malformed_frames")
@@ -119,17 +119,17 @@ async def test_bad_frame_is_rejected_counted_and_logged(
     caplog.clear()
 
     await injector.call(
-        action, **(frame(coordinator, **change) if action == "inject" else change or {})
+        action, **(frame(manager, **change) if action == "inject" else change or {})
     )
     await until(hass, lambda: hass.states.get(counter).state == "1")
     # Real frames go on after it, and still nothing forged shows.
     await watch.more(5)
 
-    assert coordinator.malformed_frames == 1
-    assert [v.value for v in coordinator.engine.reported if v] == list(REAL)
+    assert manager.malformed_frames == 1
+    assert [v.value for v in manager.engine.reported if v] == list(REAL)
     assert not [s for s in seen if s in FORGED_STATES], seen
-    assert coordinator.connected
-    assert coordinator.stale_reason is None
+    assert manager.connected
+    assert manager.stale_reason is None
     warnings = [
         r.getMessage()
         for r in caplog.records
@@ -152,14 +152,14 @@ async def test_bad_frame_is_rejected_counted_and_logged(
 async def test_a_well_formed_injected_frame_is_applied(
     hass: HomeAssistant, injects: Node, injector: Peer, refusal: str
 ) -> None:
-    """The control case: the injection path reaches the coordinator, so the cases above
+    """The control case: the injection path reaches the manager, so the cases above
     would see forged values if the integration took them."""
     entry = await setup_node(hass, injects)
-    coordinator: NodeManager = entry.runtime_data
+    manager: NodeManager = entry.runtime_data
     seen = _record_point_states(hass, entry)
-    await injector.call("inject", **frame(coordinator, e=refusal))
+    await injector.call("inject", **frame(manager, e=refusal))
     await until(hass, lambda: "12345.0" in seen)
-    assert coordinator.malformed_frames == 0
+    assert manager.malformed_frames == 0
 
 
 async def test_text_longer_than_a_state_is_cut_not_lost(
@@ -170,9 +170,9 @@ async def test_text_longer_than_a_state_is_cut_not_lost(
 ) -> None:
     """A well-formed frame whose text sensor value is longer than a state may be."""
     entry = await setup_node(hass, injects)
-    coordinator: NodeManager = entry.runtime_data
+    manager: NodeManager = entry.runtime_data
     seen = _record_point_states(hass, entry)
-    await injector.call("inject", **frame(coordinator, x="1.5,0,20,'" + "a" * 300))
+    await injector.call("inject", **frame(manager, x="1.5,0,20,'" + "a" * 300))
     await until(hass, lambda: "a" * 255 in seen)
     assert problems_in_log(caplog.records) == []
 
@@ -184,7 +184,7 @@ async def test_only_the_first_bad_frame_of_a_connection_is_logged(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     entry = await setup_node(hass, injects)
-    coordinator: NodeManager = entry.runtime_data
+    manager: NodeManager = entry.runtime_data
     counter = next(
         e for e in entity_ids(hass, entry, "sensor") if e.endswith("malformed_frames")
     )
@@ -197,12 +197,12 @@ async def test_only_the_first_bad_frame_of_a_connection_is_logged(
 
     hass.bus.async_listen(EVENT_STATE_CHANGED, counted)
     updates: list[int] = []
-    coordinator.listeners.add_topic(
-        Topic.IGNORED, lambda: updates.append(coordinator.malformed_frames)
+    manager.listeners.add_topic(
+        Topic.IGNORED, lambda: updates.append(manager.malformed_frames)
     )
     caplog.clear()
     for _ in range(30):
-        await injector.call("inject", **frame(coordinator, v="9"))
+        await injector.call("inject", **frame(manager, v="9"))
     await until(hass, lambda: hass.states.get(counter).state == "30")
     warnings = [
         r
@@ -211,7 +211,7 @@ async def test_only_the_first_bad_frame_of_a_connection_is_logged(
     ]
     assert len(warnings) == 1
     # Thirty rejections, but the counter entity was written at most once a second.
-    assert coordinator.malformed_frames == 30
+    assert manager.malformed_frames == 30
     assert len(writes) < 10, writes
 
 
@@ -225,9 +225,9 @@ async def test_bytes_that_are_not_utf8_end_the_connection_not_the_node(
     again, like any other outage; nothing of the message is applied."""
     caplog.set_level(logging.INFO, logger="custom_components.data_exchange")
     entry = await setup_node(hass, injects)
-    coordinator: NodeManager = entry.runtime_data
+    manager: NodeManager = entry.runtime_data
     seen = _record_point_states(hass, entry)
-    connects = coordinator.connection.stats.connects
+    connects = manager.connection.stats.connects
     # The library's decode error reaches the event loop's exception handler; expected here
     # (and only this one), so it is taken out of what the test plugin re-raises.
     previous = hass.loop.get_exception_handler()
@@ -245,8 +245,8 @@ async def test_bytes_that_are_not_utf8_end_the_connection_not_the_node(
     await until(
         hass,
         lambda: (
-            coordinator.connection.stats.connects > connects
-            and coordinator.stale_reason is None
+            manager.connection.stats.connects > connects
+            and manager.stale_reason is None
         ),
         30,
     )

@@ -416,17 +416,17 @@ class Exchange:
     def __init__(self, hass: HomeAssistant, entry: MockConfigEntry) -> None:
         self.hass = hass
         self.entry = entry
-        self.coordinator: NodeManager = entry.runtime_data
+        self.manager: NodeManager = entry.runtime_data
         self.ids = {name: find(hass, entry, d, name) for name, d in WRITABLE.items()}
         self.sent: list[dict[str, Any]] = []
-        execute = self.coordinator.connection.async_execute
+        execute = self.manager.connection.async_execute
 
         async def spy(action: str, data: dict[str, Any]) -> None:
             if action == WRITE_ACTION:
                 self.sent.append(dict(data))
             await execute(action, data)
 
-        self.coordinator.connection.async_execute = spy  # type: ignore[method-assign]
+        self.manager.connection.async_execute = spy  # type: ignore[method-assign]
 
     def entity(self, ref: Any) -> Any:
         """``domain:suffix`` of one of the node's entities, or a literal entity id."""
@@ -436,26 +436,26 @@ class Exchange:
         return ref
 
     def state(self) -> dict[str, Any]:
-        coordinator = self.coordinator
+        manager = self.manager
         states = {}
         for name, entity_id in self.ids.items():
             state = self.hass.states.get(entity_id)
             states[name] = (
                 state and state.state,
-                coordinator.reported_value(name),
+                manager.reported_value(name),
             )
         return {
-            "desired": dict(coordinator.engine.desired),
-            "acquisition": coordinator.engine.desired_acquisition,
+            "desired": dict(manager.engine.desired),
+            "acquisition": manager.engine.desired_acquisition,
             "points": states,
             # Desired frames the node refused (protocol 2's name; was rejected_by_node).
-            "refused_by_node": coordinator.engine.stats.refused_by_node,
-            "connects": coordinator.connection.stats.connects,
+            "refused_by_node": manager.engine.stats.refused_by_node,
+            "connects": manager.connection.stats.connects,
         }
 
     async def frames(self, count: int = 3) -> None:
         """Wait until the node sent ``count`` more frames (so writes had time to act)."""
-        stats = self.coordinator.engine.stats
+        stats = self.manager.engine.stats
         received = stats.received
         await until(self.hass, lambda: stats.received >= received + count, 30)
 
@@ -463,7 +463,7 @@ class Exchange:
         await self.frames()
         assert self.state() == before
         # No desired frame carried any part of the rejected call.
-        model = self.coordinator.engine.model
+        model = self.manager.engine.model
         assert model is not None
         desired = before["desired"]
         values = encode_desired_values(
@@ -614,7 +614,7 @@ async def test_write_schema(
 
 async def test_write_to_unloaded_node(hass: HomeAssistant, exchange: Exchange) -> None:
     label = exchange.ids["label"]
-    engine = exchange.coordinator.engine
+    engine = exchange.manager.engine
     assert await hass.config_entries.async_unload(exchange.entry.entry_id)
     desired = dict(engine.desired)
     assert await call(hass, DOMAIN, "write", {"values": {label: "x"}}) == ours(
@@ -651,7 +651,7 @@ async def test_injection_like_text_arrives_exactly(
     hass: HomeAssistant, exchange: Exchange, text: str, how: str
 ) -> None:
     label = exchange.ids["label"]
-    setpoint = exchange.coordinator.reported_value("setpoint")
+    setpoint = exchange.manager.reported_value("setpoint")
     if how == "write":
         await hass.services.async_call(
             DOMAIN, "write", {"values": {label: text}}, blocking=True
@@ -660,13 +660,13 @@ async def test_injection_like_text_arrives_exactly(
         await hass.services.async_call(
             "text", "set_value", {"entity_id": label, "value": text}, blocking=True
         )
-    coordinator = exchange.coordinator
-    await until(hass, lambda: coordinator.reported_value("label") == text, 30)
+    manager = exchange.manager
+    await until(hass, lambda: manager.reported_value("label") == text, 30)
     await until(hass, lambda: hass.states.get(label).state == text, 30)
     await exchange.frames()
-    assert coordinator.reported_value("label") == text
-    assert coordinator.reported_value("setpoint") == setpoint
-    assert coordinator.engine.stats.refused_by_node == 0
+    assert manager.reported_value("label") == text
+    assert manager.reported_value("setpoint") == setpoint
+    assert manager.engine.stats.refused_by_node == 0
 
 
 @pytest.mark.parametrize(

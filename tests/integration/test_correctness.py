@@ -85,9 +85,9 @@ async def turn(hass: HomeAssistant, entity_id: str, on: bool) -> None:
     )
 
 
-def desired(coordinator: NodeManager, object_id: str) -> Any:
-    point = next(p for p in coordinator.points if p.info.object_id == object_id)
-    stamped = coordinator.engine.desired.get(point.index)
+def desired(manager: NodeManager, object_id: str) -> Any:
+    point = next(p for p in manager.points if p.info.object_id == object_id)
+    stamped = manager.engine.desired.get(point.index)
     return None if stamped is None else stamped
 
 
@@ -100,7 +100,7 @@ async def test_value_on_a_fine_step_is_accepted_by_the_node(
     """163.85 on 0..1000 step 0.01: Home Assistant accepted it, the node's float check
     refused the whole frame (before: every later write blocked too)."""
     entry = await setup_node(hass, edge_node, **OPTIONS)
-    coordinator: NodeManager = entry.runtime_data
+    manager: NodeManager = entry.runtime_data
     await set_number(hass, find(hass, entry, "number", "fine"), 163.85)
     await turn(hass, find(hass, entry, "switch", "relay"), True)
     await until(
@@ -111,7 +111,7 @@ async def test_value_on_a_fine_step_is_accepted_by_the_node(
         ),
         what="163.85 and the relay on the node",
     )
-    assert coordinator.engine.stats.refused_by_node == 0
+    assert manager.engine.stats.refused_by_node == 0
     assert hass.states.get(find(hass, entry, "number", "fine")).state == "163.85"
     assert not problems_in_log(caplog.records)
 
@@ -126,23 +126,21 @@ async def test_off_step_value_set_on_the_device_blocks_no_write(
     the desired value after the writer-priority delay, the node refused every desired frame
     for it, a relay write from Home Assistant never arrived."""
     entry = await setup_node(hass, edge_node, **OPTIONS)
-    coordinator: NodeManager = entry.runtime_data
-    watch = FrameWatch(coordinator)
+    manager: NodeManager = entry.runtime_data
+    watch = FrameWatch(manager)
     fine = find(hass, entry, "number", "fine")
     await device.call("local_set_fine", value=163.855)
     await until(hass, lambda: hass.states.get(fine).state == "163.855")
     # Well past the writer-priority delay: the value is the device's decision.
     await asyncio.sleep(DELAY * 3)
     await watch.until(lambda: True)
-    assert (
-        desired(coordinator, "fine") is None
-    )  # never a desired value the node refuses
+    assert desired(manager, "fine") is None  # never a desired value the node refuses
     await turn(hass, find(hass, entry, "switch", "relay"), True)
     await until(hass, lambda: device.states.get("relay") is True, what="relay on")
     # A few more cycles: nothing refused, the device keeps its own value.
     frames = watch.events
     await watch.until(lambda: watch.events >= frames + 5)
-    assert coordinator.engine.stats.refused_by_node == 0
+    assert manager.engine.stats.refused_by_node == 0
     assert device.states["fine"] == pytest.approx(163.855, abs=1e-4)
     assert hass.states.get(fine).attributes["changed_by"] == CHANGED_BY_NODE
     assert not problems_in_log(caplog.records)
@@ -162,7 +160,7 @@ async def test_refusal_is_named_shown_dropped_and_unblocks(
     monkeypatch.setattr(points_module, "refusal", lambda limits, value: None)
     monkeypatch.setattr(engine_module, "refusal", lambda limits, value: None)
     entry = await setup_node(hass, edge_node, **OPTIONS)
-    coordinator: NodeManager = entry.runtime_data
+    manager: NodeManager = entry.runtime_data
     relay = find(hass, entry, "switch", "relay")
     refused = find(hass, entry, "sensor", "refused_desired_frames")
     caplog.clear()
@@ -184,8 +182,8 @@ async def test_refusal_is_named_shown_dropped_and_unblocks(
     issue = ir.async_get(hass).async_get_issue(DOMAIN, f"refused_{entry.entry_id}")
     assert issue is not None
     assert issue.translation_placeholders["point"] == "Fine"
-    assert desired(coordinator, "fine") is None or desired(
-        coordinator, "fine"
+    assert desired(manager, "fine") is None or desired(
+        manager, "fine"
     ).value == pytest.approx(100.0)
     assert device.states["relay"] is False  # the group's other value went with it
     # A later, separate write goes through.
@@ -209,24 +207,24 @@ async def test_write_while_offline_after_an_earlier_local_change_is_applied(
     node's old value: the write made while the node was offline was lost."""
     monkeypatch.setattr(connection_module, "KEEPALIVE", 0.5)
     entry = await setup_node(hass, sim_node, **OPTIONS)
-    coordinator: NodeManager = entry.runtime_data
+    manager: NodeManager = entry.runtime_data
     setpoint = find(hass, entry, "number", "setpoint")
     device = await person_at(sim_node).start()
     await device.call("local_set_setpoint", value=30.0)
     await until(
         hass,
-        lambda: (d := desired(coordinator, "setpoint")) is not None and d.value == 30.0,
+        lambda: (d := desired(manager, "setpoint")) is not None and d.value == 30.0,
         what="local change adopted",
     )
     await device.disconnect()
     assert sim_node.process is not None
     os.kill(sim_node.process.pid, signal.SIGSTOP)
     try:
-        await until(hass, lambda: not coordinator.connected, within=20, what="offline")
+        await until(hass, lambda: not manager.connected, within=20, what="offline")
         await set_number(hass, setpoint, 27.5)  # accepted while the node is away
     finally:
         os.kill(sim_node.process.pid, signal.SIGCONT)
-    await until(hass, lambda: coordinator.connected, within=30, what="back")
+    await until(hass, lambda: manager.connected, within=30, what="back")
     back = await person_at(sim_node).start()
     try:
         await until(
@@ -238,10 +236,10 @@ async def test_write_while_offline_after_an_earlier_local_change_is_applied(
             what="offline write on the node",
         )
         # And it stays: no later frame takes the old value back.
-        watch = FrameWatch(coordinator)
+        watch = FrameWatch(manager)
         await watch.until(lambda: watch.events >= 10)
         assert back.states["setpoint"] == 27.5
-        assert desired(coordinator, "setpoint").changed_by != CHANGED_BY_NODE
+        assert desired(manager, "setpoint").changed_by != CHANGED_BY_NODE
     finally:
         await back.disconnect()
     assert not problems_in_log(caplog.records)
@@ -266,7 +264,7 @@ async def test_clock_step_does_not_overrule_a_local_change(
     ):  # every clock of a write or frame
         monkeypatch.setattr(module, "time", fake_time)
     entry = await setup_node(hass, sim_node, **OPTIONS)
-    coordinator: NodeManager = entry.runtime_data
+    manager: NodeManager = entry.runtime_data
     setpoint = find(hass, entry, "number", "setpoint")
     device = await person_at(sim_node).start()
     try:
@@ -279,12 +277,10 @@ async def test_clock_step_does_not_overrule_a_local_change(
         await device.call("local_set_setpoint", value=31.0)
         await until(
             hass,
-            lambda: (
-                (d := desired(coordinator, "setpoint")) is not None and d.value == 31.0
-            ),
+            lambda: (d := desired(manager, "setpoint")) is not None and d.value == 31.0,
             what="local change adopted",
         )
-        watch = FrameWatch(coordinator)
+        watch = FrameWatch(manager)
         await watch.until(lambda: watch.events >= 10)
         assert device.states["setpoint"] == 31.0
         assert hass.states.get(setpoint).attributes["changed_by"] == CHANGED_BY_NODE
@@ -302,7 +298,7 @@ async def test_large_number_is_kept_as_the_node_holds_it(
     """Before: 123456789 was kept as a double; the node held 123456792 (32-bit float), so
     after the writer-priority delay the value was re-attributed to the node."""
     entry = await setup_node(hass, edge_node, **OPTIONS)
-    coordinator: NodeManager = entry.runtime_data
+    manager: NodeManager = entry.runtime_data
     big = find(hass, entry, "number", "big")
     await set_number(hass, big, 123456789)
     # aioesphomeapi shows a float state to 7 digits (123456800); the node holds 123456792.
@@ -312,12 +308,12 @@ async def test_large_number_is_kept_as_the_node_holds_it(
         what="the float on the node",
     )
     await asyncio.sleep(DELAY * 3)  # past the writer-priority delay, on purpose
-    watch = FrameWatch(coordinator)
+    watch = FrameWatch(manager)
     await watch.until(lambda: watch.events >= 5)
     state = hass.states.get(big)
     assert float(state.state) == 123456790.0
     assert state.attributes["changed_by"] != CHANGED_BY_NODE
-    assert desired(coordinator, "big").changed_by != CHANGED_BY_NODE
+    assert desired(manager, "big").changed_by != CHANGED_BY_NODE
     assert not problems_in_log(caplog.records)
 
 
@@ -345,9 +341,9 @@ async def test_counters_pass_their_old_limits(
     node_factory.nodes.append(node)
     node.start()
     entry = await setup_node(hass, node, **OPTIONS)
-    coordinator: NodeManager = entry.runtime_data
-    coordinator.engine.desired_seq = desired_seq
-    watch = FrameWatch(coordinator)
+    manager: NodeManager = entry.runtime_data
+    manager.engine.desired_seq = desired_seq
+    watch = FrameWatch(manager)
     relay = find(hass, entry, "switch", "relay")
     hand = await person_at(node).start()
     try:
@@ -356,8 +352,8 @@ async def test_counters_pass_their_old_limits(
         await until(hass, lambda: hand.states.get("relay") is True, what="relay on")
         await watch.until(
             lambda: (
-                coordinator.engine.stats.last_seq > node_seq + 30
-                and coordinator.engine.desired_seq > desired_seq + 30
+                manager.engine.stats.last_seq > node_seq + 30
+                and manager.engine.desired_seq > desired_seq + 30
             ),
             within=20,
         )
@@ -365,10 +361,10 @@ async def test_counters_pass_their_old_limits(
         await until(hass, lambda: hand.states.get("relay") is False, what="relay off")
     finally:
         await hand.disconnect()
-    stats = coordinator.engine.stats
+    stats = manager.engine.stats
     assert stats.last_seq > 2**31
     assert (stats.duplicates, stats.out_of_order, stats.refused_by_node) == (0, 0, 0)
-    assert coordinator.engine.acked_seq > desired_seq + 15
+    assert manager.engine.acked_seq > desired_seq + 15
     assert not problems_in_log(caplog.records)
 
 
@@ -378,11 +374,11 @@ async def test_entity_mode_keeps_no_entry_per_write(
     """Before: every entity-mode write stayed in the engine's list of values not yet sent
     until a reconnect (100,000 writes, 100,000 entries)."""
     entry = await setup_node(hass, plain_node)
-    coordinator: NodeManager = entry.runtime_data
+    manager: NodeManager = entry.runtime_data
     relay = find(hass, entry, "switch", "relay")
     for i in range(200):
         await turn(hass, relay, i % 2 == 0)
-    assert len(coordinator.engine._unsent) == 0
+    assert len(manager.engine._unsent) == 0
 
 
 async def test_firmware_update_is_not_malformed_input(
@@ -431,11 +427,11 @@ async def test_a_pending_save_is_never_postponed(
     stop. Now a save is scheduled for the earliest deadline and only ever brought forward:
     reported values within 10 minutes, desired values within 1 s."""
     entry = await setup_node(hass, sim_node)
-    coordinator: NodeManager = entry.runtime_data
+    manager: NodeManager = entry.runtime_data
     calls: list[tuple[float, float | None]] = []  # (deadline, pending deadline then)
     pending: list[float | None] = [None]
-    original = coordinator.store.store.async_delay_save
-    data_to_store = coordinator.store._data
+    original = manager.store.store.async_delay_save
+    data_to_store = manager.store._data
 
     def delay_save(data_func: Any, delay: float = 0) -> None:
         deadline = hass.loop.time() + delay
@@ -447,9 +443,9 @@ async def test_a_pending_save_is_never_postponed(
         pending[0] = None  # the Store writes now
         return data_to_store()
 
-    monkeypatch.setattr(coordinator.store.store, "async_delay_save", delay_save)
-    monkeypatch.setattr(coordinator.store, "_data", written)
-    watch = FrameWatch(coordinator)
+    monkeypatch.setattr(manager.store.store, "async_delay_save", delay_save)
+    monkeypatch.setattr(manager.store, "_data", written)
+    watch = FrameWatch(manager)
     # Thirty frames with changing sensor values (the sim node's random walk).
     await watch.until(lambda: watch.events >= 30)
     assert calls, "changed values schedule a save"

@@ -47,8 +47,8 @@ from custom_components.data_exchange.const import CONF_NOISE_PSK, DOMAIN
 from custom_components.data_exchange.repairs import downgrade_issue_id as issue_id
 from tests.harness.node import REPO, Node
 from tests.harness.noise_proxy import MAC_FAILURE, NoiseProxy
+from tests.harness.peer import Peer
 from tests.integration.conftest import entity_ids, entry_for, live, until
-from tests.integration.test_exchange import NodeView
 
 TRANSLATIONS = REPO / "custom_components" / DOMAIN / "translations"
 KEY = base64.b64encode(bytes(range(32))).decode()
@@ -67,11 +67,10 @@ async def proxy(sim_node: Node) -> AsyncIterator[NoiseProxy]:
 
 
 @pytest.fixture
-async def view(sim_node: Node) -> AsyncIterator[NodeView]:
+async def view(sim_node: Node) -> AsyncIterator[Peer]:
     """The node's own entity states, read directly (plaintext, not through the proxy)."""
-    observer = await NodeView(sim_node).start()
-    yield observer
-    await observer.client.disconnect()
+    async with Peer(sim_node, "test observer", states=True) as observer:
+        yield observer
 
 
 async def add_keyed(
@@ -174,7 +173,7 @@ async def test_proxy_speaks_esphome_noise(sim_node: Node, proxy: NoiseProxy) -> 
 
 
 async def test_encrypted_node_added_and_exchanging(
-    hass: HomeAssistant, sim_node: Node, proxy: NoiseProxy, view: NodeView
+    hass: HomeAssistant, sim_node: Node, proxy: NoiseProxy, view: Peer
 ) -> None:
     """Add an encrypted node by address; its values and our writes go through encrypted."""
     # The proxy stands for the node's encryption layer (see the module docstring).
@@ -260,7 +259,7 @@ async def test_key_rotation_through_reconfigure(
 
 
 async def test_plaintext_answer_keeps_the_key_and_sends_nothing(
-    hass: HomeAssistant, sim_node: Node, proxy: NoiseProxy, view: NodeView
+    hass: HomeAssistant, sim_node: Node, proxy: NoiseProxy, view: Peer
 ) -> None:
     """A keyed node answers without encryption (a man in the middle, or encryption removed).
 
@@ -328,7 +327,7 @@ async def test_plaintext_answer_keeps_the_key_and_sends_nothing(
 
 
 async def test_removing_encryption_needs_explicit_confirmation(
-    hass: HomeAssistant, sim_node: Node, proxy: NoiseProxy, view: NodeView
+    hass: HomeAssistant, sim_node: Node, proxy: NoiseProxy, view: Peer
 ) -> None:
     # The proxy stands for the node's encryption layer (see the module docstring). Here the
     # user really removed encryption from the node: the proxy answers in plaintext.

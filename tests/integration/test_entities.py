@@ -87,7 +87,7 @@ async def test_kill_and_restart_recovers_with_one_log_line_each(
 ) -> None:
     caplog.set_level(logging.INFO, logger="custom_components.data_exchange")
     entry = await setup_node(hass, sim_node)
-    coordinator = entry.runtime_data
+    manager = entry.runtime_data
     setpoint = next(
         e for e in entity_ids(hass, entry, "number") if e.endswith("setpoint")
     )
@@ -101,9 +101,7 @@ async def test_kill_and_restart_recovers_with_one_log_line_each(
     assert state.state == "21.0"
     assert state.attributes["stale"] is True
     sim_node.start()
-    await until(
-        hass, lambda: coordinator.connected and coordinator.stale_reason is None, 30
-    )
+    await until(hass, lambda: manager.connected and manager.stale_reason is None, 30)
     assert hass.states.get(connection).state == STATE_ON
     assert hass.states.get(setpoint).attributes["stale"] is False
     messages = [r.getMessage() for r in caplog.records if r.name.endswith("connection")]
@@ -221,14 +219,14 @@ async def test_entity_mode_stored_values_never_pass_for_current(
     """After a node restart, a stored value stays marked stale until the node's own state
     arrives: the relay was on, the node comes back with it off."""
     entry = await setup_node(hass, plain_node)
-    coordinator = entry.runtime_data
+    manager = entry.runtime_data
     relay = next(e for e in entity_ids(hass, entry, "switch") if e.endswith("relay"))
     await hass.services.async_call(
         "switch", "turn_on", {"entity_id": relay}, blocking=True
     )
     await until(hass, lambda: hass.states.get(relay).state == STATE_ON)
     plain_node.kill()
-    await until(hass, lambda: not coordinator.connected)
+    await until(hass, lambda: not manager.connected)
     seen: list[tuple[str, bool]] = []
 
     @callback

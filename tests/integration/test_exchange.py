@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import datetime
 
-from homeassistant.core import HomeAssistant
+from homeassistant.core import Context, HomeAssistant
+from homeassistant.util import dt as dt_util
 import pytest
-from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.common import MockConfigEntry, MockUser
 
 from custom_components.data_exchange.const import CONF_WRITER_PRIORITY_DELAY
 from custom_components.data_exchange.manager import NodeManager
@@ -80,12 +82,12 @@ async def test_local_change_after_delay_is_adopted(
     await view.call("local_set_setpoint", value=30.0)
     await until(hass, lambda: hass.states.get(setpoint).state == "30.0")
     assert hass.states.get(setpoint).attributes["changed_by"] == "node"
-    coordinator: NodeManager = entry.runtime_data
-    index = next(p.index for p in coordinator.points if p.info.object_id == "setpoint")
-    assert coordinator.engine.desired[index].value == 30.0
+    manager: NodeManager = entry.runtime_data
+    index = next(p.index for p in manager.points if p.info.object_id == "setpoint")
+    assert manager.engine.desired[index].value == 30.0
     # It stays: Home Assistant now sends 30 itself.
-    received = coordinator.engine.stats.received
-    await until(hass, lambda: coordinator.engine.stats.received >= received + 10)
+    received = manager.engine.stats.received
+    await until(hass, lambda: manager.engine.stats.received >= received + 10)
     assert view.states["setpoint"] == 30.0
 
 
@@ -111,7 +113,7 @@ async def test_node_restart_with_defaults_gets_desired_values_back(
     hass: HomeAssistant, sim_node: Node, view: Peer
 ) -> None:
     entry = await setup_node(hass, sim_node)
-    coordinator: NodeManager = entry.runtime_data
+    manager: NodeManager = entry.runtime_data
     setpoint = find(hass, entry, "number", "setpoint")
     relay = find(hass, entry, "switch", "relay")
     await hass.services.async_call(
@@ -125,23 +127,21 @@ async def test_node_restart_with_defaults_gets_desired_values_back(
     )
     await view.disconnect()
     sim_node.kill()
-    await until(hass, lambda: not coordinator.connected)
+    await until(hass, lambda: not manager.connected)
     sim_node.reset_preferences()  # the node comes back with its firmware defaults
     sim_node.start()
-    await until(
-        hass, lambda: coordinator.connected and coordinator.stale_reason is None
-    )
-    first = coordinator.engine.stats.received
+    await until(hass, lambda: manager.connected and manager.stale_reason is None)
+    first = manager.engine.stats.received
     await until(
         hass,
         lambda: (
-            coordinator.reported_value("setpoint") == 27.5
-            and coordinator.reported_value("relay") is True
+            manager.reported_value("setpoint") == 27.5
+            and manager.reported_value("relay") is True
         ),
     )
     # Re-applied at once on connect: at most one frame shows the defaults.
-    assert coordinator.engine.stats.received - first <= 2
-    assert coordinator.engine.stats.restarts == 1
+    assert manager.engine.stats.received - first <= 2
+    assert manager.engine.stats.restarts == 1
 
 
 async def test_restart_with_node_offline_shows_stale_values_then_reapplies(
@@ -161,7 +161,7 @@ async def test_restart_with_node_offline_shows_stale_values_then_reapplies(
     sim_node.reset_preferences()
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
-    coordinator: NodeManager = entry.runtime_data
+    manager: NodeManager = entry.runtime_data
     state = hass.states.get(setpoint)
     assert state.state == "23.5"
     assert state.attributes["stale"] is True
@@ -170,10 +170,8 @@ async def test_restart_with_node_offline_shows_stale_values_then_reapplies(
     assert hass.states.get(temperature).attributes["stale"] is True
     # The node returns with defaults: the desired value is applied again.
     sim_node.start()
-    await until(
-        hass, lambda: coordinator.connected and coordinator.stale_reason is None, 30
-    )
-    await until(hass, lambda: coordinator.reported_value("setpoint") == 23.5)
+    await until(hass, lambda: manager.connected and manager.stale_reason is None, 30)
+    await until(hass, lambda: manager.reported_value("setpoint") == 23.5)
     assert hass.states.get(setpoint).attributes["stale"] is False
 
 
@@ -181,9 +179,9 @@ async def test_dropped_frames_are_counted_as_missed(
     hass: HomeAssistant, sim_node: Node
 ) -> None:
     entry = await setup_node(hass, sim_node)
-    coordinator: NodeManager = entry.runtime_data
+    manager: NodeManager = entry.runtime_data
     # Lose every third frame between the node and Home Assistant.
-    deliver = coordinator.on_node_event
+    deliver = manager.on_node_event
     seen = 0
     dropped = 0
 
@@ -196,13 +194,13 @@ async def test_dropped_frames_are_counted_as_missed(
                 return
         deliver(name, data)
 
-    missed = coordinator.engine.stats.missed
-    coordinator.on_node_event = lossy  # type: ignore[method-assign]
+    missed = manager.engine.stats.missed
+    manager.on_node_event = lossy  # type: ignore[method-assign]
     await until(hass, lambda: dropped >= 5)
-    coordinator.on_node_event = deliver  # type: ignore[method-assign]
-    received = coordinator.engine.stats.received
-    await until(hass, lambda: coordinator.engine.stats.received > received)
-    assert coordinator.engine.stats.missed - missed == dropped
+    manager.on_node_event = deliver  # type: ignore[method-assign]
+    received = manager.engine.stats.received
+    await until(hass, lambda: manager.engine.stats.received > received)
+    assert manager.engine.stats.missed - missed == dropped
 
 
 async def test_pause_acquisition_marks_values_stale(
@@ -244,3 +242,43 @@ async def test_stopping_home_assistant_writes_nothing_stale(
     for entity_id in ours:
         state = hass.states.get(entity_id)
         assert state is None or state.attributes.get("stale") is not True, entity_id
+
+
+async def test_a_write_waiting_for_the_node_is_shown_as_pending(
+    hass: HomeAssistant, sim_node: Node, hass_admin_user: MockUser
+) -> None:
+    """A write accepted while the node is away is visible: the value shown stays the node's
+    (marked stale), the attributes say what waits, who wrote it and since when; once the
+    node has it, nothing is pending any more."""
+    entry = await setup_node(hass, sim_node)
+    manager: NodeManager = entry.runtime_data
+    setpoint = find(hass, entry, "number", "setpoint")
+    temperature = find(hass, entry, "sensor", "temperature")
+    before = hass.states.get(setpoint)
+    assert before.attributes["pending_value"] is None
+    assert "pending_value" not in hass.states.get(temperature).attributes  # read-only
+    sim_node.kill()
+    await until(hass, lambda: not manager.connected)
+    await hass.services.async_call(
+        "number",
+        "set_value",
+        {"entity_id": setpoint, "value": 27.5},
+        blocking=True,
+        context=Context(user_id=hass_admin_user.id),
+    )
+    await until(
+        hass, lambda: hass.states.get(setpoint).attributes["pending_value"] == 27.5
+    )
+    state = hass.states.get(setpoint)
+    assert state.state == before.state  # what the node holds, not the wish
+    assert state.attributes["stale"] is True
+    assert state.attributes["pending_changed_by"] == f"user:{hass_admin_user.name}"
+    since = datetime.fromisoformat(state.attributes["pending_since"])
+    assert abs((dt_util.utcnow() - since).total_seconds()) < 60
+    sim_node.start()
+    await until(hass, lambda: hass.states.get(setpoint).state == "27.5", 30)
+    state = hass.states.get(setpoint)
+    assert state.attributes["pending_value"] is None
+    assert state.attributes["pending_changed_by"] is None
+    assert state.attributes["pending_since"] is None
+    assert state.attributes["changed_by"] == f"user:{hass_admin_user.name}"

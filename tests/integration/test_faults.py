@@ -46,10 +46,10 @@ def find(hass: HomeAssistant, entry: MockConfigEntry, domain: str, suffix: str) 
     return next(e for e in entity_ids(hass, entry, domain) if e.endswith(suffix))
 
 
-def converged(coordinator: NodeManager) -> bool:
+def converged(manager: NodeManager) -> bool:
     """Every desired value is what the node reports."""
-    engine = coordinator.engine
-    return coordinator.connected and all(
+    engine = manager.engine
+    return manager.connected and all(
         (reported := engine.reported[index]) is not None
         and reported.value == desired.value
         for index, desired in engine.desired.items()
@@ -62,36 +62,36 @@ class Outages:
     def __init__(
         self,
         hass: HomeAssistant,
-        coordinator: NodeManager,
+        manager: NodeManager,
         caplog: pytest.LogCaptureFixture,
     ) -> None:
         self.hass = hass
-        self.coordinator = coordinator
+        self.manager = manager
         self.caplog = caplog
-        self.watch = FrameWatch(coordinator)
+        self.watch = FrameWatch(manager)
         self.back_at: int | None = None
-        coordinator.listeners.add_topic(Topic.NODE, self._on_node)
+        manager.listeners.add_topic(Topic.NODE, self._on_node)
         self.tasks = len(asyncio.all_tasks())
         self.sockets = _sockets()
 
     def _on_node(self) -> None:
         # Notified when the connection comes up, after the desired frame went out.
-        if self.coordinator.connected:
+        if self.manager.connected:
             if self.back_at is None:
                 self.back_at = self.watch.events
         else:
             self.back_at = None
 
     async def gone(self) -> None:
-        await until(self.hass, lambda: not self.coordinator.connected, 30)
+        await until(self.hass, lambda: not self.manager.connected, 30)
 
     async def recovered(self) -> int:
         """Wait until the node is back and converged; the frames that took since it was
         back (the frame that shows it included)."""
-        await until(self.hass, lambda: live(self.hass, self.coordinator.entry), 60)
-        if converged(self.coordinator) and self.back_at is not None:
+        await until(self.hass, lambda: live(self.hass, self.manager.entry), 60)
+        if converged(self.manager) and self.back_at is not None:
             return self.watch.events - self.back_at
-        at = await self.watch.until(lambda: converged(self.coordinator), 30)
+        at = await self.watch.until(lambda: converged(self.manager), 30)
         assert self.back_at is not None
         return at - self.back_at
 
@@ -166,8 +166,8 @@ async def test_node_killed_mid_cycle(
     defaults: bool,
 ) -> None:
     entry = await setup_node(hass, sim_node)
-    coordinator: NodeManager = entry.runtime_data
-    outages = Outages(hass, coordinator, logs)
+    manager: NodeManager = entry.runtime_data
+    outages = Outages(hass, manager, logs)
     # The write goes out and the node dies before (or while) it applies it.
     await write_some(hass, entry, 26.5, True)
     sim_node.kill()
@@ -176,9 +176,9 @@ async def test_node_killed_mid_cycle(
         sim_node.reset_preferences()  # the node comes back with its firmware defaults
     sim_node.start()
     assert await outages.recovered() <= 2
-    assert coordinator.reported_value("setpoint") == 26.5
-    assert coordinator.reported_value("relay") is True
-    assert coordinator.reported_value("mode") == "comfort"
+    assert manager.reported_value("setpoint") == 26.5
+    assert manager.reported_value("relay") is True
+    assert manager.reported_value("mode") == "comfort"
     outages.check(1)
 
 
@@ -191,8 +191,8 @@ async def test_node_frozen_past_the_keepalive(
     # A short keepalive, so "past the keepalive" is 2.25 s (4.5 intervals), not 90 s.
     monkeypatch.setattr(connection_module, "KEEPALIVE", 0.5)
     entry = await setup_node(hass, sim_node)
-    coordinator: NodeManager = entry.runtime_data
-    outages = Outages(hass, coordinator, logs)
+    manager: NodeManager = entry.runtime_data
+    outages = Outages(hass, manager, logs)
     assert sim_node.process is not None
     os.kill(sim_node.process.pid, signal.SIGSTOP)
     try:
@@ -203,8 +203,8 @@ async def test_node_frozen_past_the_keepalive(
     finally:
         os.kill(sim_node.process.pid, signal.SIGCONT)
     assert await outages.recovered() <= 2
-    assert coordinator.reported_value("setpoint") == 24.0
-    assert coordinator.reported_value("relay") is True
+    assert manager.reported_value("setpoint") == 24.0
+    assert manager.reported_value("relay") is True
     outages.check(1)
 
 
@@ -218,13 +218,13 @@ async def test_home_assistant_restart_right_after_a_write(
     assert await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()
     assert await hass.config_entries.async_setup(entry.entry_id)
-    coordinator: NodeManager = entry.runtime_data
-    outages = Outages(hass, coordinator, logs)
+    manager: NodeManager = entry.runtime_data
+    outages = Outages(hass, manager, logs)
     outages.sockets = sockets  # as many as before the restart, not more
     assert await outages.recovered() <= 2
-    assert coordinator.reported_value("setpoint") == 23.5
-    assert coordinator.reported_value("relay") is True
-    assert coordinator.reported_value("mode") == "comfort"
+    assert manager.reported_value("setpoint") == 23.5
+    assert manager.reported_value("relay") is True
+    assert manager.reported_value("mode") == "comfort"
     # An unload is not an outage: nothing logged.
     outages.check(0)
 
@@ -248,9 +248,9 @@ async def test_hundred_network_cuts(
         entry, data={**entry.data, CONF_PORT: proxy.port}
     )
     await hass.config_entries.async_reload(entry.entry_id)
-    coordinator: NodeManager = entry.runtime_data
+    manager: NodeManager = entry.runtime_data
     await until(hass, lambda: live(hass, entry), 30)
-    outages = Outages(hass, coordinator, logs)
+    outages = Outages(hass, manager, logs)
     slowest = 0
     for cut in range(1, 101):
         proxy.cut()
@@ -260,10 +260,10 @@ async def test_hundred_network_cuts(
             await write_some(hass, entry, 15.0 + cut / 10, cut % 20 == 0)
         slowest = max(slowest, await outages.recovered())
     assert slowest <= 2
-    assert coordinator.reported_value("setpoint") == 25.0
-    assert coordinator.reported_value("relay") is True
+    assert manager.reported_value("setpoint") == 25.0
+    assert manager.reported_value("relay") is True
     assert proxy.open_connections == 1
-    assert coordinator.connection.stats.connects == 101
+    assert manager.connection.stats.connects == 101
     outages.check(100)
     assert await hass.config_entries.async_unload(entry.entry_id)
     await proxy.closed()
@@ -277,8 +277,8 @@ async def test_service_write_racing_a_ui_write(
     hass_admin_user: Any,
 ) -> None:
     entry = await setup_node(hass, sim_node)
-    coordinator: NodeManager = entry.runtime_data
-    outages = Outages(hass, coordinator, logs)
+    manager: NodeManager = entry.runtime_data
+    outages = Outages(hass, manager, logs)
     setpoint = find(hass, entry, "number", "setpoint")
     relay = find(hass, entry, "switch", "relay")
     brightness = find(hass, entry, "number", "led_brightness")
@@ -304,15 +304,15 @@ async def test_service_write_racing_a_ui_write(
         ui_set(setpoint, 19.0),
         ui_set(brightness, 40.0),
     )
-    index = next(p.index for p in coordinator.points if p.info.object_id == "setpoint")
-    winner = coordinator.engine.desired[index]
+    index = next(p.index for p in manager.points if p.info.object_id == "setpoint")
+    winner = manager.engine.desired[index]
     assert winner.value in (30.0, 19.0)
-    await outages.watch.until(lambda: converged(coordinator))
+    await outages.watch.until(lambda: converged(manager))
     # Whichever came last wins everywhere: desired value, node, Home Assistant, and it
     # says who; the writes to other points are not lost.
-    assert coordinator.reported_value("setpoint") == winner.value
-    assert coordinator.reported_value("relay") is True
-    assert coordinator.reported_value("led_brightness") == 40.0
+    assert manager.reported_value("setpoint") == winner.value
+    assert manager.reported_value("relay") is True
+    assert manager.reported_value("led_brightness") == 40.0
     await until(hass, lambda: float(hass.states.get(setpoint).state) == winner.value)
     changed_by = hass.states.get(setpoint).attributes["changed_by"]
     assert changed_by == (
@@ -320,7 +320,7 @@ async def test_service_write_racing_a_ui_write(
     )
     # It stays so: no flip-flop over the next frames.
     await outages.watch.more(10)
-    assert coordinator.reported_value("setpoint") == winner.value
+    assert manager.reported_value("setpoint") == winner.value
     outages.check(0)
 
 

@@ -38,15 +38,15 @@ async def test_other_clients_cannot_send_desired_frames(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     entry = await setup_node(hass, sim_node)
-    coordinator: NodeManager = entry.runtime_data
+    manager: NodeManager = entry.runtime_data
     await core_esphome(hass, sim_node)
     service = f"{sim_node.name.replace('-', '_')}_{WRITE_ACTION}"
     await until(
         hass, lambda: hass.services.has_service("esphome", service), what=service
     )
-    model = coordinator.engine.model
+    model = manager.engine.model
     assert model is not None
-    setpoint = next(p for p in coordinator.points if p.info.object_id == "setpoint")
+    setpoint = next(p for p in manager.points if p.info.object_id == "setpoint")
     position = model.writable.index(setpoint.index)
     values = ",".join("33" if i == position else "" for i in range(len(model.writable)))
     forged = {
@@ -56,16 +56,16 @@ async def test_other_clients_cannot_send_desired_frames(
         "values": values,
         "acquisition": -1,
     }
-    watch = FrameWatch(coordinator)
+    watch = FrameWatch(manager)
     for token in ("", "0000000000000000", model.token.upper()):
         await hass.services.async_call(
             "esphome", service, {**forged, "token": token}, blocking=True
         )
-    await watch.until(lambda: coordinator.engine.stats.foreign_requests == 3)
+    await watch.until(lambda: manager.engine.stats.foreign_requests == 3)
     frames = watch.events
     await watch.until(lambda: watch.events >= frames + 5)
-    assert coordinator.reported_value("setpoint") != 33.0
-    assert coordinator.engine.stats.refused_by_node == 0
+    assert manager.reported_value("setpoint") != 33.0
+    assert manager.engine.stats.refused_by_node == 0
     # Control: the same action with the token does reach the node (then Home Assistant's
     # writer priority takes it as a local change of another client, as it should).
     await hass.services.async_call(
@@ -73,7 +73,7 @@ async def test_other_clients_cannot_send_desired_frames(
     )
     await until(
         hass,
-        lambda: coordinator.reported_value("setpoint") == 33.0,
+        lambda: manager.reported_value("setpoint") == 33.0,
         what="the control write",
     )
     assert not [p for p in problems_in_log(caplog.records) if "data_exchange" in p]

@@ -36,7 +36,7 @@ async def test_no_rows_for_unchanged_values(
     recorder_mock: Recorder, hass: HomeAssistant, sim_node: Node
 ) -> None:
     entry = await setup_node(hass, sim_node)
-    coordinator = entry.runtime_data
+    manager = entry.runtime_data
     unchanged = [
         e
         for domain in ("number", "switch", "select", "text", "binary_sensor")
@@ -50,8 +50,8 @@ async def test_no_rows_for_unchanged_values(
     count = get_instance(hass).async_add_executor_job
     before = {e: await count(_rows, hass, e) for e in [*unchanged, temperature]}
     # 30 node frames and about 15 desired frames later ...
-    received = coordinator.engine.stats.received
-    await until(hass, lambda: coordinator.engine.stats.received >= received + 30)
+    received = manager.engine.stats.received
+    await until(hass, lambda: manager.engine.stats.received >= received + 30)
     await async_wait_recording_done(hass)
     after = {e: await count(_rows, hass, e) for e in [*unchanged, temperature]}
     # ... not one row for a point whose value did not change,

@@ -30,8 +30,8 @@ async def test_node_cannot_make_home_assistant_run_actions(
     hass.bus.async_listen("esphome.not_ours", not_ours)
     node = node_factory.start(NODES / "asks-action.yaml")
     entry = await setup_node(hass, node)
-    coordinator = entry.runtime_data
-    stats = coordinator.connection.stats
+    manager = entry.runtime_data
+    stats = manager.connection.stats
     enough = asyncio.Event()
 
     @callback
@@ -39,7 +39,7 @@ async def test_node_cannot_make_home_assistant_run_actions(
         if stats.ignored_calls >= 20:
             enough.set()
 
-    unsub = coordinator.listeners.add_topic(Topic.IGNORED, ignored)
+    unsub = manager.listeners.add_topic(Topic.IGNORED, ignored)
     # The node asked many times (each request counted and dropped) ...
     async with asyncio.timeout(15):
         await enough.wait()

@@ -28,17 +28,17 @@ def find(hass: HomeAssistant, entry: MockConfigEntry, domain: str, suffix: str) 
     return next(e for e in entity_ids(hass, entry, domain) if e.endswith(suffix))
 
 
-def capture_desired(coordinator: NodeManager) -> list[dict[str, Any]]:
-    """Every desired frame the coordinator sends from now on."""
+def capture_desired(manager: NodeManager) -> list[dict[str, Any]]:
+    """Every desired frame the manager sends from now on."""
     sent: list[dict[str, Any]] = []
-    execute = coordinator.connection.async_execute
+    execute = manager.connection.async_execute
 
     async def spy(action: str, data: dict[str, Any]) -> None:
         if action == WRITE_ACTION:
             sent.append(dict(data))
         await execute(action, data)
 
-    coordinator.connection.async_execute = spy  # type: ignore[method-assign]
+    manager.connection.async_execute = spy  # type: ignore[method-assign]
     return sent
 
 
@@ -46,8 +46,8 @@ async def test_grouped_write_goes_out_in_one_frame(
     hass: HomeAssistant, sim_node: Node
 ) -> None:
     entry = await setup_node(hass, sim_node)
-    coordinator: NodeManager = entry.runtime_data
-    sent = capture_desired(coordinator)
+    manager: NodeManager = entry.runtime_data
+    sent = capture_desired(manager)
     values = {
         find(hass, entry, "number", "setpoint"): 24.5,
         find(hass, entry, "switch", "relay"): True,
@@ -56,7 +56,7 @@ async def test_grouped_write_goes_out_in_one_frame(
         find(hass, entry, "number", "led_brightness"): 55,
     }
     await hass.services.async_call(DOMAIN, "write", {"values": values}, blocking=True)
-    await until(hass, lambda: coordinator.reported_value("label") == "grouped")
+    await until(hass, lambda: manager.reported_value("label") == "grouped")
     # The first desired frame with any of the new values carries all of them.
     first = next(f for f in sent if "grouped" in str(f["values"]))
     assert first["values"] == "24.5,1,55,'eco,'grouped"
@@ -89,7 +89,7 @@ async def test_invalid_member_rejects_whole_write(
     hass: HomeAssistant, sim_node: Node, change: dict[str, Any], error: str
 ) -> None:
     entry = await setup_node(hass, sim_node)
-    coordinator: NodeManager = entry.runtime_data
+    manager: NodeManager = entry.runtime_data
     values: dict[str, Any] = {find(hass, entry, "number", "setpoint"): 22.0}
     for key, value in change.items():
         if ":" in key:
@@ -97,8 +97,8 @@ async def test_invalid_member_rejects_whole_write(
             values[find(hass, entry, domain, suffix)] = value
         else:
             values[key] = value
-    desired_before = dict(coordinator.engine.desired)
-    sent = capture_desired(coordinator)
+    desired_before = dict(manager.engine.desired)
+    sent = capture_desired(manager)
     with pytest.raises(ServiceValidationError) as err:
         await hass.services.async_call(
             DOMAIN, "write", {"values": values}, blocking=True
@@ -106,11 +106,11 @@ async def test_invalid_member_rejects_whole_write(
     assert err.value.translation_key == error
     assert err.value.translation_domain == DOMAIN
     # Nothing changed, nothing was sent: not even the valid setpoint.
-    assert coordinator.engine.desired == desired_before
-    received = coordinator.engine.stats.received
-    await until(hass, lambda: coordinator.engine.stats.received > received + 3)
+    assert manager.engine.desired == desired_before
+    received = manager.engine.stats.received
+    await until(hass, lambda: manager.engine.stats.received > received + 3)
     assert all("22" not in str(f["values"]).split(",")[0] for f in sent)
-    assert coordinator.reported_value("setpoint") == 21.0
+    assert manager.reported_value("setpoint") == 21.0
 
 
 async def test_write_spanning_two_nodes_is_rejected(
@@ -146,23 +146,23 @@ async def test_write_while_offline_is_kept_and_applied_on_return(
     hass: HomeAssistant, sim_node: Node
 ) -> None:
     entry = await setup_node(hass, sim_node)
-    coordinator: NodeManager = entry.runtime_data
+    manager: NodeManager = entry.runtime_data
     setpoint = find(hass, entry, "number", "setpoint")
     sim_node.kill()
-    await until(hass, lambda: not coordinator.connected)
+    await until(hass, lambda: not manager.connected)
     await hass.services.async_call(
         DOMAIN, "write", {"values": {setpoint: 26.0}}, blocking=True
     )
     sim_node.start()
-    await until(hass, lambda: coordinator.reported_value("setpoint") == 26.0, 30)
+    await until(hass, lambda: manager.reported_value("setpoint") == 26.0, 30)
 
 
 async def test_resync_reconnects_and_reapplies(
     hass: HomeAssistant, sim_node: Node
 ) -> None:
     entry = await setup_node(hass, sim_node)
-    coordinator: NodeManager = entry.runtime_data
-    connects = coordinator.connection.stats.connects
+    manager: NodeManager = entry.runtime_data
+    connects = manager.connection.stats.connects
     (device,) = dr.async_entries_for_config_entry(dr.async_get(hass), entry.entry_id)
     await hass.services.async_call(
         DOMAIN, "resync", {"device_id": device.id}, blocking=True
@@ -170,8 +170,8 @@ async def test_resync_reconnects_and_reapplies(
     await until(
         hass,
         lambda: (
-            coordinator.connection.stats.connects == connects + 1
-            and coordinator.stale_reason is None
+            manager.connection.stats.connects == connects + 1
+            and manager.stale_reason is None
         ),
         30,
     )
@@ -265,7 +265,7 @@ async def test_model_mismatch_issue_appears_and_clears(
     node_factory: NodeFactory,
 ) -> None:
     entry = await setup_node(hass, sim_node)
-    coordinator: NodeManager = entry.runtime_data
+    manager: NodeManager = entry.runtime_data
     issue_id = f"model_mismatch_{entry.entry_id}"
     sim_node.stop()
     broken = Node(internal_build, port=sim_node.port, mac=sim_node.mac)
@@ -280,12 +280,12 @@ async def test_model_mismatch_issue_appears_and_clears(
     assert "point 2 names no SENSOR entity" in issue.translation_placeholders["error"]
     # Protocol 2 (deliberate): frames of a node whose session could not be set up are
     # ignored, not counted as malformed (protocol 1 counted every one of them).
-    frames = coordinator.engine.stats.received
+    frames = manager.engine.stats.received
     await asyncio.sleep(0.5)  # five of the broken node's cycles
-    assert coordinator.malformed_frames == 0
-    assert coordinator.engine.stats.received == frames
+    assert manager.malformed_frames == 0
+    assert manager.engine.stats.received == frames
     # The entities keep their last values meanwhile; the fixed firmware clears the issue.
     broken.stop()
     sim_node.start()
     await until_issue(hass, issue_id, present=False)
-    await until(hass, lambda: coordinator.stale_reason is None, 30)
+    await until(hass, lambda: manager.stale_reason is None, 30)

@@ -168,16 +168,16 @@ class FrameProbe(FrameWatch):
     """FrameWatch, plus what the test reads from every node frame: the refused-frame count
     ``r`` (and the refusal ``e``), the applied desired frame ``a``, and a hook per frame."""
 
-    def __init__(self, coordinator: Any, on_frame: Callable[[dict[str, str]], None]):
-        super().__init__(coordinator)
-        inner = coordinator.on_node_event
+    def __init__(self, manager: Any, on_frame: Callable[[dict[str, str]], None]):
+        super().__init__(manager)
+        inner = manager.on_node_event
 
         def on_node_event(name: str, data: dict[str, str]) -> None:
             inner(name, data)
             if name == FRAME_EVENT:
                 on_frame(data)
 
-        coordinator.on_node_event = on_node_event
+        manager.on_node_event = on_node_event
 
 
 def _entity_value(kind: str, state: Any) -> Any:
@@ -222,7 +222,7 @@ class World:
         self.clock_offset = 0.0
         self.problems: list[logging.LogRecord] = []
         self._handler: logging.Handler | None = None
-        # Sessions (connections up) seen, over every coordinator of this world.
+        # Sessions (connections up) seen, over every manager of this world.
         self.sessions = 0
         self.back_at = 0  # frames handled when the latest session came up
         self._connected = False
@@ -278,7 +278,7 @@ class World:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
 
     @property
-    def coordinator(self) -> Any:
+    def manager(self) -> Any:
         return None if self.entry is None else getattr(self.entry, "runtime_data", None)
 
     async def open(self) -> None:
@@ -406,17 +406,17 @@ class World:
         }
 
     def _ensure_attached(self) -> None:
-        """Watch the entry's current coordinator (the entry reloads itself when the node's
-        points change, e.g. on the very first connection: a new coordinator)."""
-        coordinator = self.coordinator
-        if coordinator is None or coordinator is self._attached:
+        """Watch the entry's current manager (the entry reloads itself when the node's
+        points change, e.g. on the very first connection: a new manager)."""
+        manager = self.manager
+        if manager is None or manager is self._attached:
             return
-        self._attached = coordinator
+        self._attached = manager
         self._connected = False
         self._last_a = None
-        self.probe = FrameProbe(coordinator, self._on_frame)
-        coordinator.listeners.add_topic(Topic.NODE, self._on_node)
-        if coordinator.connected:
+        self.probe = FrameProbe(manager, self._on_frame)
+        manager.listeners.add_topic(Topic.NODE, self._on_node)
+        if manager.connected:
             self._on_node()
 
     async def _ha_remove(self) -> None:
@@ -432,8 +432,8 @@ class World:
         self.entities = {}
 
     def _on_node(self) -> None:
-        coordinator = self.coordinator
-        connected = bool(coordinator and coordinator.connected)
+        manager = self.manager
+        connected = bool(manager and manager.connected)
         if connected and not self._connected:
             self.sessions += 1
             self.back_at = self.probe.events if self.probe else 0
@@ -464,9 +464,9 @@ class World:
     # ---- what is compared ----
 
     def _reported(self, name: str) -> Any:
-        coordinator = self.coordinator
+        manager = self.manager
         try:
-            return coordinator.reported_value(name) if coordinator else None
+            return manager.reported_value(name) if manager else None
         except KeyError:
             return None
 
@@ -507,7 +507,7 @@ class World:
             )
         lines.append(
             f"  node refused desired frames: r={self.max_r} {self.last_e!r}; "
-            f"connected={bool(self.coordinator and self.coordinator.connected)}"
+            f"connected={bool(self.manager and self.manager.connected)}"
         )
         return "\n".join(lines)
 
@@ -652,11 +652,11 @@ class World:
                 )
 
     async def _settle_offline(self, what: str) -> None:
-        coordinator = self.coordinator
-        if not self.model.ha_up or coordinator is None:
+        manager = self.manager
+        if not self.model.ha_up or manager is None:
             return
         await self.signals.until(
-            lambda: not coordinator.connected,
+            lambda: not manager.connected,
             30,
             f"{what}: Home Assistant noticed the node is gone",
         )
@@ -680,12 +680,10 @@ class World:
 
     def _kick(self) -> bool:
         """Make Home Assistant try to connect now (always False, for use in a predicate)."""
-        coordinator = self.coordinator
-        reconnect = getattr(
-            getattr(coordinator, "connection", None), "_reconnect", None
-        )
+        manager = self.manager
+        reconnect = getattr(getattr(manager, "connection", None), "_reconnect", None)
         kick = getattr(reconnect, "_connect_from_zeroconf", None)
-        if kick is not None and not coordinator.connected:
+        if kick is not None and not manager.connected:
             kick()
         return False
 
@@ -860,10 +858,10 @@ class World:
         self.outage_sessions = self.sessions
 
     async def _gone(self, what: str) -> None:
-        coordinator = self.coordinator
-        if coordinator is not None and self.model.ha_up:
+        manager = self.manager
+        if manager is not None and self.model.ha_up:
             await self.signals.until(
-                lambda: not coordinator.connected, 30, f"{what}: connection lost"
+                lambda: not manager.connected, 30, f"{what}: connection lost"
             )
 
     async def net_cut(self) -> None:

@@ -45,8 +45,8 @@ def rss_kib(pid: int | str = "self") -> int:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
-def setpoint_index(coordinator: NodeManager) -> int:
-    return next(p.index for p in coordinator.points if p.info.object_id == "setpoint")
+def setpoint_index(manager: NodeManager) -> int:
+    return next(p.index for p in manager.points if p.info.object_id == "setpoint")
 
 
 @pytest.fixture
@@ -70,9 +70,9 @@ async def test_soak(hass: HomeAssistant, soak_nodes: list[Node]) -> None:
         )
         for node in soak_nodes
     ]
-    coordinators = [entry.runtime_data for entry in entries]
-    watches = [FrameWatch(c) for c in coordinators]
-    connects = [c.connection.stats.connects for c in coordinators]
+    managers = [entry.runtime_data for entry in entries]
+    watches = [FrameWatch(c) for c in managers]
+    connects = [c.connection.stats.connects for c in managers]
     start = time.monotonic()
     cpu_start = time.process_time()
 
@@ -94,8 +94,8 @@ async def test_soak(hass: HomeAssistant, soak_nodes: list[Node]) -> None:
     for i in range(1, SAMPLES + 1):
         target = WARMUP + i * step
         # Home Assistant writes too: a new setpoint for every node at every step.
-        for coordinator in coordinators:
-            await coordinator.async_write(setpoint_index(coordinator), 15.0 + i, None)
+        for manager in managers:
+            await manager.async_write(setpoint_index(manager), 15.0 + i, None)
         await frames(target)
         memory.append(
             {
@@ -106,7 +106,7 @@ async def test_soak(hass: HomeAssistant, soak_nodes: list[Node]) -> None:
         )
     elapsed = time.monotonic() - start
     # The last writes were applied everywhere.
-    assert all(c.reported_value("setpoint") == 15.0 + SAMPLES for c in coordinators)
+    assert all(c.reported_value("setpoint") == 15.0 + SAMPLES for c in managers)
     cpu = time.process_time() - cpu_start
     first, last = memory[0], memory[-1]
     ha_growth = last["ha_kib"] / first["ha_kib"] - 1
@@ -120,15 +120,15 @@ async def test_soak(hass: HomeAssistant, soak_nodes: list[Node]) -> None:
         "elapsed_s": round(elapsed, 1),
         "frames_per_s": round(sum(w.events for w in watches) / elapsed, 1),
         "ha_cpu_share": round(cpu / elapsed, 3),
-        "missed": sum(c.engine.stats.missed for c in coordinators),
-        "duplicates": sum(c.engine.stats.duplicates for c in coordinators),
-        "out_of_order": sum(c.engine.stats.out_of_order for c in coordinators),
-        "rejected": sum(c.malformed_frames for c in coordinators),
+        "missed": sum(c.engine.stats.missed for c in managers),
+        "duplicates": sum(c.engine.stats.duplicates for c in managers),
+        "out_of_order": sum(c.engine.stats.out_of_order for c in managers),
+        "rejected": sum(c.malformed_frames for c in managers),
         # Protocol 2: desired frames the nodes refused (was "rejected_by_nodes").
-        "refused_by_nodes": sum(c.engine.stats.refused_by_node for c in coordinators),
+        "refused_by_nodes": sum(c.engine.stats.refused_by_node for c in managers),
         "reconnects": sum(
             c.connection.stats.connects - n
-            for c, n in zip(coordinators, connects, strict=True)
+            for c, n in zip(managers, connects, strict=True)
         ),
         "ha_memory_growth": round(ha_growth, 4),
         "node_memory_growth_max": round(max(node_growth), 4),
