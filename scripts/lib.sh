@@ -25,6 +25,14 @@ DX_PACKAGES="python3.14,python3.14-venv,python3.14-dev,ca-certificates,gcc,g++,l
 # Added to the existing root by scripts/setup (apt-get), so a change here installs packages
 # instead of rebuilding the root under running tests.
 DX_FIRMWARE_PACKAGES="gcc-arm-none-eabi libstdc++-arm-none-eabi picolibc-arm-none-eabi"
+# Browser tests (tests/browser/): Debian's Chromium, driven by Playwright for Python (the
+# dependency group "browser" in pyproject.toml), which never downloads a browser of its own.
+# Added to the existing root the same way.
+DX_BROWSER_PACKAGES="chromium fonts-dejavu-core"
+# What the integrations of scripts/develop's configuration (config/configuration.yaml) run
+# or load besides Python packages: ffmpeg (ffmpeg, tts, stream), libpcap (the DHCP
+# watcher), libturbojpeg (camera snapshots). Without them every start logs errors.
+DX_DEVELOP_PACKAGES="ffmpeg libpcap0.8t64 libturbojpeg0"
 
 dx_log() { printf '[%s] %s\n' "$(basename "$0")" "$*" >&2; }
 
@@ -101,7 +109,7 @@ dx_run() {
                 HOME=/root LANG=C.UTF-8 TERM="${TERM:-dumb}" CI="${CI:-}" \
                 PATH="$base/test/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
                 VIRTUAL_ENV="$base/test" DX_ESPHOME="$base/esphome/bin/esphome" DX_WORK="$work" \
-                DX_TEST_ARGS="${DX_TEST_ARGS:-}" \
+                DX_TEST_ARGS="${DX_TEST_ARGS:-}" DX_ARTIFACTS="${DX_ARTIFACTS:-}" \
                 DX_MODEL_EXAMPLES="${DX_MODEL_EXAMPLES:-}" DX_MODEL_STEPS="${DX_MODEL_STEPS:-}" \
                 DX_MODEL_SEED="${DX_MODEL_SEED:-}" DX_MODEL_REPORT="${DX_MODEL_REPORT:-}" \
                 DX_MODEL_AVOID="${DX_MODEL_AVOID:-}" \

@@ -69,19 +69,28 @@ def signal_with_parent(sig: signal.Signals) -> Callable[[], None]:
 
 
 def http_port(config_dir: Path) -> int:
-    """The port Home Assistant serves on with this configuration (``http: server_port``)."""
+    """The port Home Assistant serves on with this configuration (``http: server_port``,
+    else ``SETUP_PORT`` from the environment, else 8123)."""
     from homeassistant.exceptions import HomeAssistantError
     from homeassistant.util.yaml import load_yaml_dict
 
+    default = int(os.environ.get("SETUP_PORT") or DEFAULT_HTTP_PORT)
     try:
         http = load_yaml_dict(config_dir / "configuration.yaml").get("http") or {}
-        return int(http.get("server_port", DEFAULT_HTTP_PORT))
+        return int(http.get("server_port", default))
     except HomeAssistantError, OSError, TypeError, ValueError, AttributeError:
-        return DEFAULT_HTTP_PORT
+        return default
 
 
-def copy_config(dest: Path, port: int) -> Path:
-    """A copy of the repository's configuration (none of its state) serving on ``port``."""
+def copy_config(dest: Path, port: int | None) -> Path:
+    """A copy of the repository's configuration (none of its state) serving on ``port``.
+
+    ``port`` None: configuration.yaml stays as it is, and Home Assistant is to be given its
+    port by the environment (``setup_port_env``). Home Assistant 2026.10 moves a YAML
+    ``http:`` section into its storage as an unconfirmed trial: its frontend then asks
+    the user to confirm the new port, and Home Assistant reverts to port 8123 after 5
+    minutes. Tests that use the frontend take the environment.
+    """
     dest.mkdir(parents=True)
     for name in CONFIGURATION:
         source = CONFIG / name
@@ -89,6 +98,8 @@ def copy_config(dest: Path, port: int) -> Path:
             shutil.copytree(source, dest / name)
         else:
             shutil.copy2(source, dest / name)
+    if port is None:
+        return dest
     configuration = dest / "configuration.yaml"
     text = configuration.read_text()
     if re.search(r"^http:", text, re.MULTILINE):
@@ -97,6 +108,15 @@ def copy_config(dest: Path, port: int) -> Path:
         )
     configuration.write_text(f"{text.rstrip()}\n\nhttp:\n  server_port: {port}\n")
     return dest
+
+
+def setup_port_env(port: int) -> dict[str, str]:
+    """The environment that makes Home Assistant serve on ``port`` by default.
+
+    ``SETUP_PORT`` sets the HTTP integration's default port (no ``http:`` in the
+    configuration, nothing to confirm; see ``copy_config``).
+    """
+    return {"SETUP_PORT": str(port)}
 
 
 def link_integration(config_dir: Path) -> None:
@@ -273,9 +293,9 @@ class HassClient:
     async def onboard(self) -> str:
         """Onboarding's first step (the owner account), then a login: an access token.
 
-        Only that step: the others add default integrations (weather, ...), whose
-        requirements ``--skip-pip`` does not install. Returns once the login is on disk (the
-        auth store saves with a delay), so a crash after this does not log the test out.
+        Only that step (``finish_onboarding`` does the others, which add default
+        integrations). Returns once the login is on disk (the auth store saves with a
+        delay), so a crash after this does not log the test out.
         """
         client_id = f"http://localhost:{self.port}/"
         created = await self.request(
@@ -307,6 +327,22 @@ class HassClient:
             "the login in .storage/auth",
         )
         return self.token
+
+    async def finish_onboarding(self) -> None:
+        """The rest of onboarding, as its pages send it after the owner account: location
+        (which adds onboarding's default integrations), analytics, integrations. Needs the
+        token from ``onboard``."""
+        client_id = f"http://localhost:{self.port}/"
+        await self.request("POST", "/api/onboarding/core_config", json={})
+        await self.request("POST", "/api/onboarding/analytics", json={})
+        await self.request(
+            "POST",
+            "/api/onboarding/integration",
+            json={
+                "client_id": client_id,
+                "redirect_uri": f"{client_id}?auth_callback=1",
+            },
+        )
 
     async def until_on_disk(
         self, predicate: Callable[[], bool], what: str, within: float = 10.0
@@ -367,8 +403,12 @@ class HassClient:
 class HassProcess(HassClient):
     """Home Assistant started here, as scripts/develop starts it, on ``config_dir``."""
 
-    def __init__(self, config_dir: Path, port: int) -> None:
+    def __init__(
+        self, config_dir: Path, port: int, env: dict[str, str] | None = None
+    ) -> None:
+        """``env``: more environment for Home Assistant (e.g. ``setup_port_env``)."""
         super().__init__(config_dir, port)
+        self.env = dict(env or {})
         self._output: IO[bytes] | None = None
 
     @property
@@ -386,7 +426,7 @@ class HassProcess(HassClient):
         self.process = subprocess.Popen(  # noqa: ASYNC220 - returns at once
             hass_command(self.config_dir),
             cwd=REPO,
-            env=clean_env(),
+            env=clean_env(**self.env),
             stdin=subprocess.DEVNULL,
             stdout=self._output,
             stderr=subprocess.STDOUT,

@@ -67,9 +67,12 @@ def _tree_digest(digest: hashlib._Hash, root: Path) -> None:
 
 
 def config_key(yaml_path: Path, substitutions: dict[str, str]) -> str:
-    """What decides a build: the node YAML, the firmware tree, the harness, ESPHome."""
+    """What decides a build: the node YAML, the firmware tree, the harness, ESPHome.
+
+    Contents only, not where the clone is: clones of the same commit share their builds.
+    """
     digest = hashlib.sha256()
-    digest.update(str(yaml_path.resolve()).encode())
+    digest.update(yaml_path.name.encode())
     digest.update(yaml_path.read_bytes())
     digest.update(repr(sorted(substitutions.items())).encode())
     _tree_digest(digest, FIRMWARE_DIR)
