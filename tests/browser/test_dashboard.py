@@ -229,6 +229,7 @@ async def test_dashboard_in_chromium(
 
     page = await browser.new_page(viewport=VIEWPORT)
     page.set_default_timeout(UI_TIMEOUT)
+    expect.set_options(timeout=UI_TIMEOUT)
     # Like a user: the dashboard's address, Home Assistant's login page, back.
     await page.goto(f"{hass.base}/{DASHBOARD}")
     await page.locator("input[name='username']").fill(USER)
