@@ -15,7 +15,11 @@ from hypothesis import given, strategies as st
 import pytest
 
 from custom_components.data_exchange.engine import ExchangeEngine
-from custom_components.data_exchange.persistence import SEQ_RESTORE_MARGIN
+from custom_components.data_exchange.persistence import (
+    SEQ_RESTORE_MARGIN,
+    engine_as_dict,
+    restore_engine,
+)
 from custom_components.data_exchange.protocol import (
     Model,
     ModelPoint,
@@ -68,7 +72,9 @@ def frame(
     refusal: NodeRefusal | None = None,
     refused: int = 0,
     model: Model = MODEL,
+    indices: tuple[int, ...] | None = None,
 ) -> NodeFrame:
+    """A full frame, or with ``indices`` a change frame carrying those points."""
     return NodeFrame(
         model_id=model.model_id,
         seq=seq,
@@ -79,6 +85,7 @@ def frame(
         refused_frames=refused,
         refusal=refusal,
         values=values,
+        indices=indices,
     )
 
 
@@ -259,6 +266,45 @@ def test_seen_advances_over_frames_judged_in_full(engine: ExchangeEngine) -> Non
     # Equal values, a sensor change, unknown values: all judged.
     engine.on_frame(frame(6, 0, (None, None, None)), 6.0)
     assert engine.seen == 6
+
+
+def test_change_frames_judge_their_points_and_seen_waits_for_deferred_ones(
+    engine: ExchangeEngine,
+) -> None:
+    """Protocol 3: a change frame carries some points; the others keep their judgement. A
+    report deferred (its desired value pending) holds `seen` back until a later frame
+    judges that point again, whichever kind of frame that is."""
+    synced(engine)
+    engine.on_frame(frame(3, 0, (25.0,), indices=(0,)), 1.0)  # a sensor change
+    assert engine.seen == 3
+    assert engine.reported[0] is not None
+    assert engine.reported[0].value == 25.0
+    assert engine.reported[1] is not None
+    assert engine.reported[1].value == 21.0  # untouched
+    engine.write(1, 30.0, "user:abc", now=2.0)
+    sent = seq_of(engine.next_desired_frame(2.0).args())
+    # The node reports a local change before it applied the write: judged later.
+    engine.on_frame(frame(4, sent - 1, (22.0,), indices=(1,)), 2.1)
+    assert engine.seen == 3
+    # Another point changes: the deferred report is still not judged.
+    engine.on_frame(frame(5, sent - 1, (26.0,), indices=(0,)), 2.2)
+    assert engine.seen == 3
+    # The node applied the write: the next frame judges the point again.
+    engine.on_frame(frame(6, sent, (26.0, 30.0, False)), 2.3)
+    assert engine.seen == 6
+    assert engine.desired[1].value == 30.0
+    assert engine.desired[1].changed_by == "user:abc"
+
+
+def test_a_change_frame_with_a_local_change_is_adopted_after_the_window(
+    engine: ExchangeEngine,
+) -> None:
+    synced(engine)
+    result = engine.on_frame(frame(3, 0, (28.5,), indices=(1,)), DELAY + 10.0)
+    assert result.adopted == [1]
+    assert engine.desired[1].value == 28.5
+    assert engine.desired[1].changed_by == CHANGED_BY_NODE
+    assert engine.seen == 3
 
 
 def test_pending_acquisition_defers_seen_too(engine: ExchangeEngine) -> None:
@@ -592,7 +638,7 @@ def _restored(data: dict[str, object], model: Model = MODEL) -> ExchangeEngine:
     e = ExchangeEngine(DELAY)
     e.set_model(model, LIMITS if model is MODEL else LIMITS4)
     # Through JSON, as the Store keeps it.
-    e.restore(json.loads(json.dumps(data)))
+    restore_engine(e, json.loads(json.dumps(data)))
     return e
 
 
@@ -601,7 +647,7 @@ def test_persistence_round_trip(engine: ExchangeEngine) -> None:
     engine.write(2, True, "user:abc", now=3.0, wall=1_700_000_000.0)
     engine.next_desired_frame(3.0)
     engine.write_acquisition(False, "automation:x", 4.0)
-    data = engine.as_dict()
+    data = engine_as_dict(engine)
     restored = _restored(data)
 
     def simple(e: ExchangeEngine) -> object:
@@ -631,7 +677,7 @@ def test_restored_values_reconcile_by_boot_id(engine: ExchangeEngine) -> None:
     seq = seq_of(engine.next_desired_frame(3.0).args())
     engine.on_frame(frame(3, seq, (20.0, 21.0, True)), 3.1)
     engine.write(1, 30.0, "user:abc", now=4.0)  # written, not sent before the restart
-    data = engine.as_dict()
+    data = engine_as_dict(engine)
 
     same = _restored(data)
     assert same.start_session(BOOT, 10) is False
@@ -669,7 +715,7 @@ def test_old_refusal_is_not_taken_again_after_restore() -> None:
     )
     e.write(1, 26.0, "user:abc", 2.0)
     e.next_desired_frame(2.0)
-    restored = _restored(e.as_dict())
+    restored = _restored(engine_as_dict(e))
     restored.start_session(BOOT, 5)
     args = restored.next_desired_frame(10.0).args()
     assert args["values"] == "26,0"
@@ -774,7 +820,7 @@ def test_counters_near_their_limits() -> None:
     assert e.acked_seq == seq_of(args)
     assert (e.stats.missed, e.stats.duplicates, e.stats.out_of_order) == (0, 0, 0)
     assert e.next_desired_frame(now).args()["seen"] == "18446744073709551615"
-    restored = _restored(e.as_dict())
+    restored = _restored(engine_as_dict(e))
     assert restored.seen == 2**64 - 1
     assert restored.desired_seq == e.desired_seq + SEQ_RESTORE_MARGIN
 

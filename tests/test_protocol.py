@@ -27,6 +27,7 @@ from custom_components.data_exchange.protocol import (
     NodeFrame,
     PointType,
     ProtocolError,
+    ProtocolVersionError,
     Refusal,
     decode_value,
     decode_values,
@@ -35,7 +36,7 @@ from custom_components.data_exchange.protocol import (
 )
 
 MODEL_EVENT = {
-    "v": "2",
+    "v": "3",
     "m": "0a1b2c3d",
     "c": "1000",
     "t": "0",
@@ -58,7 +59,7 @@ def _model() -> Model:
 
 def _frame(**changes: str) -> dict[str, str]:
     data = {
-        "v": "2",
+        "v": "3",
         "m": "0a1b2c3d",
         "s": "7",
         "u": "123456",
@@ -75,7 +76,7 @@ def _frame(**changes: str) -> dict[str, str]:
 
 def test_model_from_event() -> None:
     model = _model()
-    assert PROTOCOL_VERSION == 2
+    assert PROTOCOL_VERSION == 3
     assert model.model_id == "0a1b2c3d"
     assert model.cycle_ms == 1000
     assert [p.type for p in model.points] == list(PointType)
@@ -103,7 +104,8 @@ def test_model_counters_are_64_bit() -> None:
     "change",
     [
         {"v": "1"},  # protocol 1: 32-bit integer arguments, no boot id
-        {"v": "3"},
+        {"v": "2"},  # protocol 2: no change frames
+        {"v": "4"},
         {"m": "XYZ"},
         {"p": ""},
         {"p": "Q00000001"},
@@ -220,7 +222,17 @@ def test_frame_of_other_model() -> None:
     [
         {"v": "0"},
         {"v": "1"},
+        {"v": "2"},
         {"v": "11"},
+        # Change frames: positions ascending, in range, one per value.
+        {"i": ""},
+        {"i": "0,0", "x": "1,2"},
+        {"i": "3,1", "x": "22,1"},
+        {"i": "7", "x": "1"},
+        {"i": "1", "x": "1,2"},
+        {"i": "-1", "x": "1"},
+        {"i": "0,1,2,3,4,5,6,7", "x": "21.5,1,'ok,22,0,'eco,',1"},
+        {"i": "a", "x": "1"},
         {"s": "-1"},
         {"s": "1.5"},
         {"s": "\uff19"},  # FULLWIDTH DIGIT NINE: a digit, but not ASCII
@@ -247,6 +259,21 @@ def test_frame_of_other_model() -> None:
 def test_frame_rejects_malformed(change: dict[str, str]) -> None:
     with pytest.raises(ProtocolError):
         NodeFrame.from_event(_frame(**change), _model())
+
+
+def test_change_frame_carries_the_points_at_its_positions() -> None:
+    frame = NodeFrame.from_event(_frame(i="1,6", x="0,'a%2Cb"), _model())
+    assert frame.indices == (1, 6)
+    assert frame.values == (False, "a,b")
+    full = NodeFrame.from_event(_frame(), _model())
+    assert full.indices is None
+    assert len(full.values) == len(_model().points)
+
+
+def test_another_version_is_named() -> None:
+    with pytest.raises(ProtocolVersionError) as err:
+        Model.from_event({**MODEL_EVENT, "v": "2"})
+    assert err.value.version == "2"
 
 
 # ---- numbers: 32-bit floats and their shortest text ----
@@ -463,3 +490,22 @@ def test_desired_frame_size_limit() -> None:
         desired_frame(
             _model(), 1, 0, [None, None, None, "x" * MAX_DESIRED_VALUES_BYTES]
         )
+
+
+def test_an_unchanged_full_frame_reuses_the_decoded_values() -> None:
+    """Most cycle frames repeat the last one's values: they are not decoded again."""
+    model = _model()
+    first = NodeFrame.from_event(_frame(), model)
+    again = NodeFrame.from_event(_frame(s="8"), model, first)
+    assert again.values is first.values
+    assert again.seq == 8
+    other = NodeFrame.from_event(
+        _frame(s="9", x="21.6,1,'ok,22,0,'eco,'"), model, again
+    )
+    assert other.values is not first.values
+    assert other.values[0] == 21.6
+    change = NodeFrame.from_event(_frame(s="10", i="0", x="21.7"), model, other)
+    assert change.values == (21.7,)
+    # A malformed header is refused whatever the values text.
+    with pytest.raises(ProtocolError):
+        NodeFrame.from_event(_frame(s="-1"), model, first)

@@ -46,6 +46,6 @@ class NodeButton(DataExchangeEntity, ButtonEntity):
 
     async def async_press(self) -> None:
         try:
-            await self.node.async_press(self.info)
+            self.node.connection.command("button_command", self.info.key)
         except APIConnectionError as err:
             raise not_connected(self.node) from err

@@ -233,7 +233,9 @@ class NodeConnection:
         if not self.hass.is_stopping and not self._unavailable_logged:
             _LOGGER.info("Node %s is unavailable", self.name)
             self._unavailable_logged = True
-        if not self.hass.is_stopping:
+        # An expected disconnect (a reboot the node announced, or ours) waits out
+        # ReconnectLogic's cool-down; its first failed attempt starts the watch.
+        if not self.hass.is_stopping and not expected_disconnect:
             self._watch_for_return()
         await self.listener.async_on_disconnected()
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 
 from .connection import NodeConnection
-from .protocol import DESCRIBE_ACTION, Model, ProtocolError
+from .protocol import DESCRIBE_ACTION, Model, ProtocolError, ProtocolVersionError
 
 DESCRIBE_TIMEOUT = 10.0
 
@@ -36,7 +36,11 @@ class Describe:
         """A model event from the node; raises ProtocolError when it is not taken."""
         if self._answer is None or self._answer.done():
             raise ProtocolError("model description nobody asked for")
-        model = Model.from_event(data)
+        try:
+            model = Model.from_event(data)
+        except ProtocolVersionError as err:
+            self._answer.set_exception(err)  # the answer: another protocol version
+            return
         self.event = {k: v for k, v in data.items() if k != "k"}
         self._answer.set_result(model)
 

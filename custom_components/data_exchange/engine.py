@@ -13,11 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 import math
-from typing import Any
 
 from .float32 import canonical_number
-from .persistence import engine_as_dict, restore_engine
-from .priority import Verdict, judge
+from .priority import Verdict, dropped_by_refusal, judge
 from .protocol import (
     DesiredFrame,
     Model,
@@ -68,10 +66,11 @@ class ExchangeEngine:
         self.node_uptime_ms = 0  # last known, for diagnostics
         self.last_refusal: PointRefusal | None = None
         self.frame_carries_writes = False
-        # Monotonic time of the newest node frame taken in this session (None: none yet).
+        # Monotonic time of the newest full frame taken in this session (None: none yet).
         self.last_frame: float | None = None
         self.latency = WriteLatency()
         self._new_session = True
+        self._deferred: set[int] = set()  # reports judged "pending", to be judged again
         self.refusal_seq = 0  # newest refusal taken into account
         self._group = 0
         # The encoded desired values, rebuilt only after a desired value changed (not every
@@ -179,6 +178,7 @@ class ExchangeEngine:
             self.seen = node_seq
         self.node_boot = boot_id
         self._new_session = True
+        self._deferred.clear()
         self.last_frame = None
         self.latency.sent_at = None
         self.stats.last_seq = 0
@@ -238,7 +238,8 @@ class ExchangeEngine:
         if stats_changed is None:
             return FrameResult(accepted=False)
         self._new_session = False
-        self.last_frame = now
+        if frame.indices is None:  # live once every point was reported in the session
+            self.last_frame = now
         self.node_uptime_ms = frame.uptime_ms
         result = FrameResult(accepted=True, stats_changed=stats_changed)
         if frame.applied_seq <= self.desired_seq and self.latency.acknowledged(
@@ -257,15 +258,17 @@ class ExchangeEngine:
         if frame.refusal is not None:
             self._take_refusal(frame.refusal, result)
 
-        deferred = False
-        for i, value in enumerate(frame.values):
+        if (deferred := self._deferred) and frame.indices is None:
+            deferred.clear()  # a full frame judges every point again
+        points = range(len(model.points)) if frame.indices is None else frame.indices
+        for i, value in zip(points, frame.values, strict=True):
             current = self.reported[i]
             if current is None or not same(current.value, value):
                 self.reported[i] = Stamped(value, now, CHANGED_BY_NODE, wall)
                 result.changed.append(i)
             if model.points[i].type.writable:
                 verdict = self._judge(i, value, now, wall)
-                deferred |= verdict is Verdict.DEFER
+                _track(deferred, i, verdict)
                 if verdict in (Verdict.FIRST, Verdict.ADOPT):
                     result.desired_changed = True
                     if verdict is Verdict.ADOPT:
@@ -287,10 +290,14 @@ class ExchangeEngine:
                 now=now,
                 delay=self.writer_priority_delay,
             )
-            deferred |= verdict is Verdict.DEFER
+            _track(deferred, _ACQUISITION, verdict)
             if verdict is Verdict.ADOPT:
                 self._set_acquisition(Stamped(running, now, CHANGED_BY_NODE, wall))
                 result.desired_changed = True
+        else:
+            deferred.discard(_ACQUISITION)
+        # `seen` covers a frame only when no report is left unjudged (a change frame judges
+        # the points it carries; the others keep their judgement from earlier frames).
         if not deferred and frame.seq > self.seen:
             self.seen = frame.seq
         return result
@@ -309,16 +316,10 @@ class ExchangeEngine:
         result.refused = refused
         if index is None:
             return
-        stamped = self.desired.get(index)
-        if stamped is None or not 0 < stamped.seq <= refused.seq:
-            return
-        for i, s in list(self.desired.items()):
-            if (i == index or (stamped.group and s.group == stamped.group)) and (
-                0 < s.seq <= refused.seq
-            ):
-                self._drop_desired(i)
-                result.dropped.append(i)
-        result.desired_changed = True
+        for i in dropped_by_refusal(self.desired, index, refused.seq):
+            self._drop_desired(i)
+            result.dropped.append(i)
+        result.desired_changed |= bool(result.dropped)
 
     def _pending(self, desired: Stamped) -> bool:
         """True until the node has applied a desired frame that carried this value."""
@@ -370,15 +371,7 @@ class ExchangeEngine:
         """Entity mode sends each write as a command at once: nothing waits for a frame."""
         self._unsent.clear()
 
-    # ---- persistence (the Store format: persistence.py) ----
-
-    def as_dict(self) -> dict[str, Any]:
-        """What survives a Home Assistant restart (see restore)."""
-        return engine_as_dict(self)
-
-    def restore(self, data: dict[str, Any]) -> None:
-        """Restore values saved by as_dict."""
-        restore_engine(self, data)
+    # ---- restored values (the Store format: persistence.py) ----
 
     def keep_desired(self, index: int, stamped: Stamped) -> None:
         """Take a desired value as it was (restored): sent again only if still pending."""
@@ -398,3 +391,10 @@ class ExchangeEngine:
         if self.model is None:
             raise RuntimeError("no model yet")
         return self.model
+
+
+def _track(deferred: set[int], key: int, verdict: Verdict) -> None:
+    if verdict is Verdict.DEFER:
+        deferred.add(key)
+    else:
+        deferred.discard(key)

@@ -54,11 +54,13 @@ class FrameMode(ExchangeMode):
         self._send_scheduled = False
         self._malformed_logged = False
         self._refusal_logged = False
+        self._previous: NodeFrame | None = None  # the last full frame taken
 
     # ---- session ----
 
     async def async_read_model(self) -> Model:
         self._ready = False
+        self._previous = None
         return await self.describe.async_request()
 
     @property
@@ -101,7 +103,7 @@ class FrameMode(ExchangeMode):
             # frames are not judged, nor counted as malformed.
             return
         try:
-            frame = NodeFrame.from_event(data, engine.model)
+            frame = NodeFrame.from_event(data, engine.model, self._previous)
         except ProtocolError as err:
             # A model mismatch included: new firmware means a reboot and a new connection,
             # which reads the model again; within one connection it is a malformed frame.
@@ -110,6 +112,8 @@ class FrameMode(ExchangeMode):
         now = time.monotonic()
         result = engine.on_frame(frame, now, time.time())
         if result.accepted:
+            if frame.indices is None:
+                self._previous = frame
             self._apply(result, now)
 
     @callback
@@ -160,7 +164,7 @@ class FrameMode(ExchangeMode):
         Logged once per connection; the refused-frames entity counts every one.
         """
         node = self.node
-        point = node.point_name(refused.index)
+        point = node.table.name_of(refused.index)
         log = _LOGGER.debug if self._refusal_logged else _LOGGER.warning
         self._refusal_logged = True
         log(

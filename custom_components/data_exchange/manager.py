@@ -42,8 +42,9 @@ from .entity_mode import EntityMode
 from .frame_mode import FrameMode
 from .listeners import Listeners, Topic
 from .modes import ExchangeMode
+from .persistence import engine_as_dict, restore_engine
 from .points import EMPTY_TABLE, INFO_BY_NAME, NodePoint, PointTable, unique_id
-from .protocol import Model, ProtocolError, Value
+from .protocol import Model, ProtocolError, ProtocolVersionError, Value
 from .repairs import EntryIssues
 from .storage import NodeStore
 from .values import CHANGED_BY_NODE, NodeStats, StaleReason, Stamped, pending
@@ -62,9 +63,9 @@ async def _changed_by(hass: HomeAssistant, context: Context | None) -> str:
     if context is not None and context.user_id:
         user = await hass.auth.async_get_user(context.user_id)
         return f"user:{user.name if user and user.name else context.user_id}"
-    if context is not None and context.parent_id:
-        return "automation"
-    return "home_assistant"
+    return (
+        "automation" if context is not None and context.parent_id else "home_assistant"
+    )
 
 
 class NodeManager:
@@ -161,7 +162,7 @@ class NodeManager:
             model = Model.from_event(model_event, stored=True) if model_event else None
             self._set_table(PointTable.build(infos, model), model_event)
             if model is not None or self.points:
-                self.engine.restore(stored.get("engine") or {})
+                restore_engine(self.engine, stored.get("engine") or {})
             self._set_mode(mode)
             self._saved_mode = self.mode
             self.device = device if stored.get("device") else None
@@ -180,7 +181,7 @@ class NodeManager:
                 {"type": type(info).__name__, "info": info.to_dict()}
                 for info in self.table.infos()
             ],
-            "engine": self.engine.as_dict() if self.engine.model else None,
+            "engine": engine_as_dict(self.engine) if self.engine.model else None,
         }
 
     # ---- identity ----
@@ -260,9 +261,6 @@ class NodeManager:
         """The desired value of a point that waits for the node (None: nothing waits)."""
         return pending(self.engine.desired.get(index), self.engine.reported[index])
 
-    def point_name(self, index: int | None) -> str:
-        return self.table.name_of(index)
-
     def stats(self) -> NodeStats:
         """What the exchange-health entities show, in one snapshot."""
         engine = self.engine
@@ -271,7 +269,7 @@ class NodeManager:
             missed_frames=engine.stats.missed,
             refused_frames=engine.stats.refused_by_node,
             foreign_requests=engine.stats.foreign_requests,
-            refused_point=None if last is None else self.point_name(last.index),
+            refused_point=None if last is None else self.table.name_of(last.index),
             refused_reason=None if last is None else last.reason,
             latency_ms=engine.latency.ms,
             malformed_frames=self.malformed_frames,
@@ -301,9 +299,15 @@ class NodeManager:
         assert exchange is not None
         try:
             model = await exchange.async_read_model()
+        except ProtocolVersionError as err:
+            # A repair issue says which side to update; the connection stays, idle (asking
+            # again on every reconnect changes nothing until the node is flashed).
+            log = self.issues.protocol_mismatch(self.name, err.version)
+            log("%s: nothing exchanged: %s", self.name, err)
+            return
         except (TimeoutError, APIConnectionError, ProtocolError) as err:
             _LOGGER.warning(
-                "%s: no model description from the node: %s", self.name, err
+                "%s: no model description from the node: %r", self.name, err
             )
             await self.connection.async_drop()
             return
@@ -393,8 +397,3 @@ class NodeManager:
     async def async_resync(self) -> None:
         """A full resync now: reconnect, read the node again, re-apply desired values."""
         await self.connection.async_drop()
-
-    async def async_press(self, info: ButtonInfo) -> None:
-        if not self.connected:
-            raise APIConnectionError("not connected")
-        self.connection.command("button_command", info.key)

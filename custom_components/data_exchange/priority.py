@@ -1,7 +1,8 @@
-"""Writer priority: who wins when the node reports a value other than the desired one.
+"""Which desired value stands: writer priority, and what a refusal drops.
 
-Plain Python, time passed in (monotonic). The rule as docs/exchange.md states it ("Writer
-priority", rules 1-6), for one point of one node frame; the engine applies the verdict.
+Plain Python, time passed in (monotonic). Writer priority as docs/exchange.md states it
+("Writer priority", rules 1-6), for one point of one node frame; the engine applies the
+verdict. A refusal drops what the refused frame carried ("Refused desired frames").
 """
 
 from __future__ import annotations
@@ -46,3 +47,23 @@ def judge(
             Verdict.SETTLED
         )  # Home Assistant's recent write wins and keeps being sent
     return Verdict.ADOPT
+
+
+def dropped_by_refusal(
+    desired: dict[int, Stamped], index: int, refused_seq: int
+) -> list[int]:
+    """The desired values a refusal of point ``index`` in frame ``refused_seq`` drops.
+
+    The refused value and the rest of its grouped write (all or nothing), each only if that
+    frame carried it: a value written since stays. The node's own value then becomes the
+    desired value again (if the node would take it back), so every other point flows.
+    """
+    refused = desired.get(index)
+    if refused is None or not 0 < refused.seq <= refused_seq:
+        return []
+    return [
+        i
+        for i, s in desired.items()
+        if (i == index or (refused.group and s.group == refused.group))
+        and 0 < s.seq <= refused_seq
+    ]

@@ -1,4 +1,4 @@
-"""The Data Exchange wire format (protocol version 2), as documented in docs/protocol.md.
+"""The Data Exchange wire format (protocol version 3), as documented in docs/protocol.md.
 
 Plain Python without Home Assistant imports: the firmware tests, the exchange engine and
 the benchmarks all use this one implementation. Everything decoded here comes from the
@@ -9,14 +9,31 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
-import math
+import itertools
 import re
 from typing import Final
 
-from .float32 import format_f32
+from .codec import (
+    PointType,
+    ProtocolError,
+    Value,
+    decode_value,
+    decode_values,
+    encode_value,
+    encode_values,
+)
 
-PROTOCOL_VERSION: Final = 2
+__all__ = [
+    "PointType",
+    "ProtocolError",
+    "Value",
+    "decode_value",
+    "decode_values",
+    "encode_value",
+    "encode_values",
+]
+
+PROTOCOL_VERSION: Final = 3
 # Nodes send frames only to API clients whose Hello starts with this name.
 CLIENT_INFO_PREFIX: Final = "data_exchange"
 FRAME_EVENT: Final = "esphome.data_exchange"
@@ -31,50 +48,14 @@ MAX_EVENT_BYTES: Final = 65_535
 
 _HEX8 = re.compile(r"[0-9a-f]{8}")
 _HEX16 = re.compile(r"[0-9a-f]{16}")
-_ESCAPE = re.compile(r"[%,\x00-\x1f\x7f]")
-_UNESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
-_FLOAT = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
-
-type Value = float | bool | str | None
 
 
-class ProtocolError(ValueError):
-    """A frame or model description that does not follow the protocol."""
+class ProtocolVersionError(ProtocolError):
+    """The node speaks another protocol version than this Home Assistant."""
 
-
-class PointType(StrEnum):
-    """Point types and their codes in the model description."""
-
-    SENSOR = "S"
-    BINARY_SENSOR = "B"
-    TEXT_SENSOR = "T"
-    NUMBER = "N"
-    SWITCH = "W"
-    SELECT = "L"
-    TEXT = "X"
-
-    @property
-    def writable(self) -> bool:
-        return self in _WRITABLE
-
-    @property
-    def encoding(self) -> str:
-        """How values of this type are encoded: number, bool or string."""
-        return _ENCODING[self]
-
-
-_WRITABLE = frozenset(
-    {PointType.NUMBER, PointType.SWITCH, PointType.SELECT, PointType.TEXT}
-)
-_ENCODING = {
-    PointType.SENSOR: "number",
-    PointType.NUMBER: "number",
-    PointType.BINARY_SENSOR: "bool",
-    PointType.SWITCH: "bool",
-    PointType.TEXT_SENSOR: "string",
-    PointType.SELECT: "string",
-    PointType.TEXT: "string",
-}
+    def __init__(self, version: str) -> None:
+        super().__init__(f"unsupported protocol version {version[:8]!r}")
+        self.version = version[:8]
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,18 +141,33 @@ class NodeFrame:
     values: tuple[Value, ...]
     # Desired frames from other API clients the node ignored since boot (key "o").
     foreign_requests: int = 0
+    # A change frame (key "i"): the positions of the points it carries, ascending; None for
+    # a full frame (every point, in model order).
+    indices: tuple[int, ...] | None = None
+    # A full frame's values as sent (key "x"), to tell an unchanged one without decoding.
+    text: str = field(default="", compare=False, repr=False)
 
     @classmethod
-    def from_event(cls, data: Mapping[str, str], model: Model) -> NodeFrame:
+    def from_event(
+        cls, data: Mapping[str, str], model: Model, previous: NodeFrame | None = None
+    ) -> NodeFrame:
         """Decode a frame event (``esphome.data_exchange``) of a node with ``model``.
 
         A frame of another model is malformed: new firmware means a reboot and a new
-        connection, which reads the model again.
+        connection, which reads the model again. ``previous``: the last full frame of this
+        model; a full frame with the very same values text takes its decoded values (the
+        text decodes to the same values), which is most cycle frames.
         """
         _check_version(data)
         model_id = _field(data, "m")
         if model_id != model.model_id:
             raise ProtocolError(f"frame of model {model_id[:16]!r}")
+        types = [p.type for p in model.points]
+        indices = None
+        if "i" in data:
+            indices = _indices(_field(data, "i"), len(types))
+            types = [types[i] for i in indices]
+        text = _field(data, "x")
         return cls(
             model_id=model_id,
             seq=_uint(data, "s"),
@@ -182,7 +178,14 @@ class NodeFrame:
             refused_frames=_uint(data, "r"),
             refusal=Refusal.decode(data.get("e", "")),
             foreign_requests=_uint(data, "o") if "o" in data else 0,
-            values=decode_values(_field(data, "x"), [p.type for p in model.points]),
+            values=previous.values
+            if indices is None
+            and previous is not None
+            and previous.text == text
+            and previous.model_id == model_id
+            else decode_values(text, types),
+            indices=indices,
+            text=text if indices is None else "",
         )
 
 
@@ -229,6 +232,17 @@ def _hex16(data: Mapping[str, str], key: str) -> str:
     return value
 
 
+def _indices(text: str, count: int) -> tuple[int, ...]:
+    """A change frame's point positions: strictly ascending, each a point of the model."""
+    parts = text.split(",")
+    if len(parts) > count or not all(_is_uint(p) for p in parts):
+        raise ProtocolError(f"malformed point positions {text[:32]!r}")
+    indices = tuple(int(p) for p in parts)
+    if any(b <= a for a, b in itertools.pairwise(indices)) or (indices[-1] >= count):
+        raise ProtocolError(f"point positions {text[:32]!r} out of order or range")
+    return indices
+
+
 def _is_uint(text: str) -> bool:
     return text.isascii() and text.isdigit() and len(text) <= 20
 
@@ -238,7 +252,7 @@ def _check_version(data: Mapping[str, str]) -> None:
         raise ProtocolError("oversized event")
     version = _field(data, "v")
     if version != str(PROTOCOL_VERSION):
-        raise ProtocolError(f"unsupported protocol version {version[:8]!r}")
+        raise ProtocolVersionError(version)
 
 
 def _field(data: Mapping[str, str], key: str) -> str:
@@ -260,70 +274,6 @@ def _flag(data: Mapping[str, str], key: str) -> bool:
     if value not in ("0", "1"):
         raise ProtocolError(f"field {key!r} is not 0 or 1")
     return value == "1"
-
-
-# ---- values ----
-
-
-def encode_value(ptype: PointType, value: Value) -> str:
-    """Encode one value of a point of type ``ptype``; None is unknown / no desired value."""
-    if value is None:
-        return ""
-    encoding = ptype.encoding
-    if encoding == "bool":
-        if not isinstance(value, bool):
-            raise TypeError(f"{ptype.name} takes a bool")
-        return "1" if value else "0"
-    if encoding == "number":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f"{ptype.name} takes a number")
-        number = float(value)
-        if not math.isfinite(number):
-            raise ValueError("NaN and infinities are not values")
-        # What the node holds: the 32-bit float, as the shortest text it reads back from.
-        return format_f32(number)
-    if not isinstance(value, str):
-        raise TypeError(f"{ptype.name} takes a string")
-    return "'" + _ESCAPE.sub(lambda m: f"%{ord(m.group()):02X}", value)
-
-
-def decode_value(ptype: PointType, field: str) -> Value:
-    """Decode one field; raises ProtocolError on anything malformed."""
-    if field == "":
-        return None
-    encoding = ptype.encoding
-    if encoding == "bool":
-        if field not in ("0", "1"):
-            raise ProtocolError(f"{ptype.name} value {field[:16]!r}")
-        return field == "1"
-    if encoding == "number":
-        # Only what the node writes: no NaN or infinity, no hex floats, no underscores
-        # or spaces; a number too large for a float ("1e999") is no value either.
-        if len(field) > 40 or not _FLOAT.fullmatch(field):
-            raise ProtocolError(f"{ptype.name} value {field[:16]!r}")
-        number = float(field)
-        if math.isinf(number):
-            raise ProtocolError(f"{ptype.name} value {field[:16]!r} out of range")
-        return number
-    if not field.startswith("'"):
-        raise ProtocolError(f"{ptype.name} value {field[:16]!r}")
-    body = field[1:]
-    if "%" in _UNESCAPE.sub("", body):
-        raise ProtocolError(f"bad escape in {ptype.name} value")
-    return _UNESCAPE.sub(lambda m: chr(int(m.group(1), 16)), body)
-
-
-def encode_values(types: Sequence[PointType], values: Sequence[Value]) -> str:
-    if len(types) != len(values):
-        raise ValueError("one value per point")
-    return ",".join(encode_value(t, v) for t, v in zip(types, values, strict=True))
-
-
-def decode_values(text: str, types: Sequence[PointType]) -> tuple[Value, ...]:
-    fields = text.split(",")
-    if len(fields) != len(types):
-        raise ProtocolError(f"{len(fields)} values for {len(types)} points")
-    return tuple(decode_value(t, f) for t, f in zip(types, fields, strict=True))
 
 
 def encode_desired_values(model: Model, values: Sequence[Value]) -> str:

@@ -4,6 +4,8 @@ Per config entry (ids ``<kind>_<entry_id>``, all removed with the entry):
 
 - ``no_encryption``: the node's API is not encrypted; says how to add a key.
 - ``model_mismatch``: the node's model names an entity it does not expose.
+- ``protocol_mismatch``: the node speaks another protocol version; says which side to
+  update. Goes when a model of our version is read.
 - ``refused``: the node refused a desired frame; names the point and the reason. Goes when
   the node applied a newer write.
 
@@ -25,6 +27,7 @@ frontend renders issue texts as markdown.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import logging
 
 from homeassistant.core import HomeAssistant, callback
@@ -32,14 +35,19 @@ from homeassistant.helpers import issue_registry as ir
 
 from .const import DOMAIN
 from .plain import plain
+from .protocol import PROTOCOL_VERSION
 
 _LOGGER = logging.getLogger(__name__)
 
 NO_ENCRYPTION = "no_encryption"
 MODEL_MISMATCH = "model_mismatch"
+PROTOCOL_MISMATCH = "protocol_mismatch"
 REFUSED = "refused"
-ENTRY_ISSUES = (NO_ENCRYPTION, MODEL_MISMATCH, REFUSED)
+ENTRY_ISSUES = (NO_ENCRYPTION, MODEL_MISMATCH, PROTOCOL_MISMATCH, REFUSED)
 ENCRYPTION_DOCS = "https://esphome.io/components/api.html#configuration-variables"
+FIRMWARE_DOCS = (
+    "https://github.com/data-exchange/data-exchange/blob/main/esphome/README.md"
+)
 
 
 def entry_issue_id(kind: str, entry_id: str) -> str:
@@ -94,8 +102,25 @@ class EntryIssues:
         )
 
     @callback
+    def protocol_mismatch(self, name: str, version: str) -> Callable[..., None]:
+        """Raised (the node's and our version named); the log for it: a warning the first
+        time, then debug (the node is asked again on every reconnect)."""
+        issues = ir.async_get(self.hass)
+        new = issues.async_get_issue(
+            DOMAIN, entry_issue_id(PROTOCOL_MISMATCH, self.entry_id)
+        )
+        self._create(
+            PROTOCOL_MISMATCH,
+            ir.IssueSeverity.ERROR,
+            {"name": name, "node": version, "ours": PROTOCOL_VERSION},
+            learn_more_url=FIRMWARE_DOCS,
+        )
+        return _LOGGER.warning if new is None else _LOGGER.debug
+
+    @callback
     def model_matches(self) -> None:
         self._delete(MODEL_MISMATCH)
+        self._delete(PROTOCOL_MISMATCH)
 
     @callback
     def refused(self, name: str, point: str, reason: str) -> None:

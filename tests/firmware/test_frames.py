@@ -56,8 +56,9 @@ async def test_frames_every_cycle_with_all_points(dx: DxClient) -> None:
     assert dx.model is not None
     first = await dx.next_frame()
     frames = [first] + [await dx.next_frame() for _ in range(10)]
-    seqs = [f.seq for f in frames]
-    assert seqs == list(range(first.seq, first.seq + 11))
+    # Every frame is numbered, change frames (sent between cycles) included.
+    seqs = [f.seq for f in dx.frames if first.seq <= f.seq <= frames[-1].seq]
+    assert seqs == list(range(first.seq, frames[-1].seq + 1))
     for frame in frames:
         assert frame.model_id == dx.model.model_id
         assert len(frame.values) == len(SIM_POINTS)
@@ -120,7 +121,8 @@ async def test_only_a_desired_frame_that_changes_something_is_answered_at_once(
     seq = await dx.write(desired)
     ack = await dx.next_frame(lambda f: f.applied_seq >= seq)
     assert ack.uptime_ms - last.uptime_ms >= CYCLE_MS * 3 // 4
-    assert ack.seq == last.seq + 1
+    # No full frame in between (sensor changes may have gone out in change frames).
+    assert all(f.indices is not None for f in dx.frames if last.seq < f.seq < ack.seq)
 
 
 async def test_empty_desired_value_leaves_point_alone(dx: DxClient) -> None:
@@ -347,7 +349,7 @@ async def test_describe_answer_says_where_the_node_stands(
     Home Assistant knows before its first desired frame whether the node restarted.
     Its token (k) changes with every boot as well."""
     assert dx.model is not None
-    assert PROTOCOL_VERSION == 2
+    assert PROTOCOL_VERSION == 3
     boot = dx.model.boot_id
     assert re.fullmatch(r"[0-9a-f]{16}", boot), boot
     assert re.fullmatch(r"[0-9a-f]{16}", dx.model.token)  # k, drawn per boot too
@@ -654,3 +656,30 @@ async def test_no_frame_is_encoded_without_a_data_exchange_client(
         assert _strtof_calls(node) - before == 0, "encoded after the client left"
     finally:
         await other.disconnect()
+
+
+async def test_a_change_goes_out_at_once_in_a_change_frame(dx: DxClient) -> None:
+    """Protocol 3: a point that changes on the node is sent at once, alone, in a change
+    frame (key i: its position), not with the next cycle frame; the cycle frame still
+    carries every point.
+
+    A cycle frame due in the very loop pass of the change carries it first (rare at a
+    100 ms cycle): of three changes, each must be seen, and at least one first in a change
+    frame."""
+    assert dx.model is not None
+    index = [name for name, _ in SIM_POINTS].index("setpoint")
+    firsts = []
+    for value in (33.5, 34.0, 34.5):
+        await dx.next_frame()
+        await dx.call("local_set_setpoint", value=value)
+        first = await dx.next_frame(
+            lambda f, v=value: f.values[index] == v, changes=True
+        )
+        firsts.append(first)
+        if first.indices is not None:
+            assert index in first.indices  # the change, not the full state
+    assert any(f.indices is not None for f in firsts)
+    full = await dx.next_frame()
+    assert full.indices is None
+    assert full.values[index] == 34.5
+    assert len(full.values) == len(SIM_POINTS)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+import dataclasses
 from typing import Any, Self
 
 from aioesphomeapi import HomeassistantServiceCall
@@ -53,7 +54,18 @@ class DxClient(Peer):
 
     def _on_call(self, call: HomeassistantServiceCall) -> None:
         if call.is_event and call.service == FRAME_EVENT and self.model is not None:
-            self._frames.append(NodeFrame.from_event(call.data, self.model))
+            frame = NodeFrame.from_event(call.data, self.model)
+            if frame.indices is not None and not self._frames:
+                return  # a change before the first full frame: nothing to merge it into
+            if frame.indices is not None:
+                # A change frame: shown with every point, the others as last reported
+                # (frame.indices says which points it carried).
+                merged = list(self._frames[-1].values) if self._frames else []
+                merged += [None] * (len(self.model.points) - len(merged))
+                for index, value in zip(frame.indices, frame.values, strict=True):
+                    merged[index] = value
+                frame = dataclasses.replace(frame, values=tuple(merged))
+            self._frames.append(frame)
             self._new_frame.set()
         else:
             self.events.put_nowait(call)
@@ -69,8 +81,11 @@ class DxClient(Peer):
         self,
         predicate: Callable[[NodeFrame], bool] = lambda f: True,
         timeout: float = 10,  # noqa: ASYNC109 - a test helper's deadline, not a cancellation API
+        *,
+        changes: bool = False,
     ) -> NodeFrame:
-        """The first frame received from now on that satisfies ``predicate``."""
+        """The first full frame (with ``changes``: or change frame, merged) received from
+        now on that satisfies ``predicate``."""
         start = len(self._frames)
 
         async def wait() -> NodeFrame:
@@ -79,7 +94,7 @@ class DxClient(Peer):
                 while index < len(self._frames):
                     frame = self._frames[index]
                     index += 1
-                    if predicate(frame):
+                    if (changes or frame.indices is None) and predicate(frame):
                         return frame
                 self._new_frame.clear()
                 await self._new_frame.wait()
@@ -88,7 +103,8 @@ class DxClient(Peer):
 
     @property
     def frames(self) -> list[NodeFrame]:
-        """Every frame received on this connection, in order."""
+        """Every frame received on this connection, in order (change frames merged into
+        the state before them: ``indices`` says which points they carried)."""
         return self._frames
 
     @property

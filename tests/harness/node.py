@@ -142,9 +142,11 @@ def firmware_variant(
     yaml_name: str,
     drop: list[str] | None = None,
     replace: dict[str, str] | None = None,
+    sources: dict[str, dict[str, str]] | None = None,
 ) -> Path:
     """A copy of the firmware tree whose ``yaml_name`` lacks the lines in ``drop`` and has
-    the texts in ``replace`` replaced.
+    the texts in ``replace`` replaced; ``sources`` replaces texts in other files of the
+    tree (path relative to esphome/ -> {old: new}), e.g. an older protocol version.
 
     Lives at a stable path in the build cache, so the variant is compiled once and reused;
     used to test a firmware change (points removed) on a node with the same MAC.
@@ -160,8 +162,18 @@ def firmware_variant(
         if old not in text:
             raise NodeError(f"{yaml_name} has no text {old!r}")
         text = text.replace(old, new, 1)
+    patched = {}
+    for rel, changes in (sources or {}).items():
+        source = (FIRMWARE_DIR / rel).read_text()
+        for old, new in changes.items():
+            if old not in source:
+                raise NodeError(f"{rel} has no text {old!r}")
+            source = source.replace(old, new, 1)
+        patched[rel] = source
     # The copy follows the firmware tree (the component's sources too, not just the YAML).
     digest = hashlib.sha256(text.encode())
+    for rel in sorted(patched):
+        digest.update(rel.encode() + patched[rel].encode())
     _tree_digest(digest, FIRMWARE_DIR)
     stamp = work_dir() / "variants" / f"{name}.stamp"
     if (
@@ -172,6 +184,8 @@ def firmware_variant(
         shutil.rmtree(root, ignore_errors=True)
         shutil.copytree(FIRMWARE_DIR, root, ignore=shutil.ignore_patterns(".esphome"))
         yaml.write_text(text)
+        for rel, source in patched.items():
+            (root / rel).write_text(source)
         stamp.write_text(digest.hexdigest())
     return yaml
 

@@ -117,11 +117,14 @@ def live(hass: HomeAssistant, entry: MockConfigEntry) -> bool:
 
 
 class FrameWatch:
-    """Counts the frames the manager receives from its node; a test can await them.
+    """Counts the full frames (cycles) the manager receives from its node; a test can
+    await them.
 
     Instrumentation only: it wraps the manager's event entry point, so a test can wait
     for "n more frames" when no state changes (a node whose values stand still), or for a
-    condition checked right after each frame.
+    condition checked right after each frame, change frames (protocol 3) included; only
+    full frames count, so "converged within two frames" means within two of the node's
+    cycles, however many changes went out in between.
     """
 
     def __init__(self, manager: Any) -> None:
@@ -134,7 +137,8 @@ class FrameWatch:
             original(name, data)
             if name != FRAME_EVENT:
                 return
-            self.events += 1
+            if "i" not in data:
+                self.events += 1
             for predicate, future in list(self._waiters):
                 if not future.done() and predicate():
                     future.set_result(self.events)

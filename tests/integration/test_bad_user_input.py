@@ -448,16 +448,21 @@ class Exchange:
             "desired": dict(manager.engine.desired),
             "acquisition": manager.engine.desired_acquisition,
             "points": states,
-            # Desired frames the node refused (protocol 2's name; was rejected_by_node).
+            # Desired frames the node refused.
             "refused_by_node": manager.engine.stats.refused_by_node,
             "connects": manager.connection.stats.connects,
         }
 
     async def frames(self, count: int = 3) -> None:
-        """Wait until the node sent ``count`` more frames (so writes had time to act)."""
+        """Wait until the node sent ``count`` more frames and Home Assistant two more
+        desired frames (so writes had time to act)."""
         stats = self.manager.engine.stats
-        received = stats.received
-        await until(self.hass, lambda: stats.received >= received + count, 30)
+        received, sent = stats.received, len(self.sent)
+        await until(
+            self.hass,
+            lambda: stats.received >= received + count and len(self.sent) >= sent + 2,
+            30,
+        )
 
     async def assert_unchanged(self, before: dict[str, Any]) -> None:
         await self.frames()

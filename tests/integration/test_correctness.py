@@ -415,7 +415,10 @@ async def test_firmware_update_is_not_malformed_input(
         what="the new firmware's points live",
     )
     assert entry.runtime_data.malformed_frames == 0
-    assert not [r for r in caplog.records if "malformed" in r.getMessage()]
+    # Our log lines only: asyncio's slow-callback warnings on a loaded machine name the
+    # task, which is named after this test.
+    ours = [r for r in caplog.records if r.name.startswith("custom_components.")]
+    assert not [r for r in ours if "malformed" in r.getMessage()]
     assert not problems_in_log(caplog.records)
 
 

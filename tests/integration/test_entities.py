@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 from typing import Any
 
 from homeassistant.const import EVENT_STATE_CHANGED, STATE_ON, STATE_UNAVAILABLE
 from homeassistant.core import Event, HomeAssistant, callback
-from homeassistant.helpers import device_registry as dr, entity_registry as er
+from homeassistant.helpers import (
+    device_registry as dr,
+    entity_registry as er,
+    issue_registry as ir,
+)
 import pytest
 from syrupy.assertion import SnapshotAssertion
 
 from custom_components.data_exchange.const import DOMAIN
 from tests.harness.node import Node, NodeBuild, NodeFactory, firmware_variant
-from tests.integration.conftest import SIM, entity_ids, live, setup_node, until
+from tests.integration.conftest import (
+    SIM,
+    entity_ids,
+    entry_for,
+    live,
+    setup_node,
+    until,
+)
 
 # Sensors of the simulated node are random walks: their values are not snapshotted.
 RANDOM = {"temperature", "humidity", "pressure", "occupancy", "status", "latency"}
@@ -293,3 +305,45 @@ async def test_entity_mode_write_while_offline_is_a_clear_error(
         )
     assert err.value.translation_domain == DOMAIN
     assert err.value.translation_key == "not_connected"
+
+
+async def test_a_node_of_another_protocol_version_is_refused_with_a_repair_issue(
+    hass: HomeAssistant, node_factory: NodeFactory
+) -> None:
+    """A node flashed with an older component (protocol 2) and a current Home Assistant
+    (protocol 3): nothing is exchanged, a translated repair issue names both versions and
+    says what to update."""
+    yaml = firmware_variant(
+        "sim-node-protocol-2",
+        "sim-node.yaml",
+        sources={
+            "components/data_exchange/data_exchange.h": {
+                "#define DX_PROTOCOL_VERSION 3": "#define DX_PROTOCOL_VERSION 2"
+            }
+        },
+    )
+    node = node_factory.start(yaml, **SIM)
+    entry = entry_for(node)
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    issues = ir.async_get(hass)
+    issue_id = f"protocol_mismatch_{entry.entry_id}"
+    raised = hass.loop.create_future()
+
+    @callback
+    def check(_event: Event | None = None) -> None:
+        if not raised.done() and issues.async_get_issue(DOMAIN, issue_id) is not None:
+            raised.set_result(None)
+
+    unsub = hass.bus.async_listen(ir.EVENT_REPAIRS_ISSUE_REGISTRY_UPDATED, check)
+    check()
+    async with asyncio.timeout(20):
+        await raised
+    unsub()
+    issue = issues.async_get_issue(DOMAIN, issue_id)
+    assert issue is not None
+    assert issue.translation_placeholders is not None
+    assert issue.translation_placeholders["node"] == "2"
+    assert issue.translation_placeholders["ours"] == "3"
+    assert not entity_ids(hass, entry, "number")  # nothing read, nothing exchanged
+    assert await hass.config_entries.async_unload(entry.entry_id)

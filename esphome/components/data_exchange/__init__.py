@@ -27,6 +27,7 @@ AUTO_LOAD = ["api"]
 
 CONF_POINTS = "points"
 CONF_CYCLE = "cycle"
+CONF_CHANGE_DELAY = "change_delay"
 CONF_FAILSAFE_TIMEOUT = "failsafe_timeout"
 CONF_SAFE_VALUE = "safe_value"
 CONF_ACQUISITION = "acquisition"
@@ -90,6 +91,13 @@ CONFIG_SCHEMA = cv.Schema(
         cv.Optional(
             CONF_FAILSAFE_TIMEOUT, default="0s"
         ): cv.positive_time_period_milliseconds,
+        # A change frame carries the points that changed within this window, sent at once
+        # (0 ms: at the end of the main loop pass that made the change); the full state
+        # still goes every cycle.
+        cv.Optional(CONF_CHANGE_DELAY, default="0ms"): cv.All(
+            cv.positive_time_period_milliseconds,
+            cv.Range(max=cv.TimePeriod(seconds=60)),
+        ),
         # Components that sample sensors: stopped while acquisition is paused.
         cv.Optional(CONF_ACQUISITION, default=[]): cv.ensure_list(
             cv.use_id(cg.PollingComponent)
@@ -109,6 +117,7 @@ async def to_code(config):
     await cg.register_component(var, config)
     cg.add(var.set_cycle(config[CONF_CYCLE]))
     cg.add(var.set_failsafe_timeout(config[CONF_FAILSAFE_TIMEOUT]))
+    cg.add(var.set_change_delay(config[CONF_CHANGE_DELAY]))
     for point in config[CONF_POINTS]:
         kind = next(k for k in POINT_TYPES if k in point)
         _, adder, _ = POINT_TYPES[kind]

@@ -88,6 +88,8 @@ void DataExchange::setup() {
   this->register_service(&DataExchange::on_write, WRITE_ACTION,
                          {"token", "seq", "seen", "model", "values", "acquisition"});
   this->register_service(&DataExchange::on_describe, DESCRIBE_ACTION);
+  for (size_t i = 0; i < this->points_.size(); i++)
+    this->watch_point_(i);
   this->restart_cycle_();
   this->arm_failsafe_();
 }
@@ -98,10 +100,11 @@ void DataExchange::dump_config() {
                 "  Protocol: %u\n"
                 "  Model: %s (%u points, %u writable)\n"
                 "  Cycle: %" PRIu32 " ms\n"
+                "  Change delay: %" PRIu32 " ms\n"
                 "  Fail-safe timeout: %" PRIu32 " ms%s",
                 PROTOCOL_VERSION, this->model_hex_, static_cast<unsigned>(this->points_.size()),
-                static_cast<unsigned>(this->writable_count_), this->cycle_ms_, this->failsafe_ms_,
-                this->failsafe_ms_ == 0 ? " (off)" : "");
+                static_cast<unsigned>(this->writable_count_), this->cycle_ms_, this->change_delay_ms_,
+                this->failsafe_ms_, this->failsafe_ms_ == 0 ? " (off)" : "");
 }
 
 // ---- node -> Home Assistant ----
@@ -240,9 +243,121 @@ void DataExchange::send_frame_() {
   }
   this->seq_ = seq;
   this->last_frame_ms_ = millis();
+  // The full state carries every change made since the last frame.
+  for (auto &p : this->points_)
+    p.changed = false;
+  this->any_changed_ = false;
+  this->send_node_frame_(nullptr);
+}
 
-  static const char *const KEYS[] = {"v", "m", "s", "u", "a", "q", "f", "r", "e", "o", "x"};
-  std::string vals[11];
+void DataExchange::watch_point_(size_t index) {
+  // Every entity type calls its callbacks with its own argument types; the index is all
+  // this needs. A publish of the same value marks the point too: cheap, and it is dropped
+  // below for writable points (compared with what was last reported or applied).
+  auto mark = [this, index](auto &&...) { this->mark_changed_(index); };
+  EntityBase *entity = this->points_[index].entity;
+  switch (this->points_[index].type) {
+#ifdef USE_SENSOR
+    case PointType::SENSOR:
+      static_cast<sensor::Sensor *>(entity)->add_on_state_callback(mark);
+      break;
+#endif
+#ifdef USE_BINARY_SENSOR
+    case PointType::BINARY_SENSOR:
+      static_cast<binary_sensor::BinarySensor *>(entity)->add_on_state_callback(mark);
+      break;
+#endif
+#ifdef USE_TEXT_SENSOR
+    case PointType::TEXT_SENSOR:
+      static_cast<text_sensor::TextSensor *>(entity)->add_on_state_callback(mark);
+      break;
+#endif
+#ifdef USE_NUMBER
+    case PointType::NUMBER:
+      static_cast<number::Number *>(entity)->add_on_state_callback(mark);
+      break;
+#endif
+#ifdef USE_SWITCH
+    case PointType::SWITCH:
+      static_cast<switch_::Switch *>(entity)->add_on_state_callback(mark);
+      break;
+#endif
+#ifdef USE_SELECT
+    case PointType::SELECT:
+      static_cast<select::Select *>(entity)->add_on_state_callback(mark);
+      break;
+#endif
+#ifdef USE_TEXT
+    case PointType::TEXT:
+      static_cast<text::Text *>(entity)->add_on_state_callback(mark);
+      break;
+#endif
+    default:
+      break;
+  }
+}
+
+void DataExchange::mark_changed_(size_t index) {
+  this->points_[index].changed = true;
+  if (!this->any_changed_) {
+    this->any_changed_ = true;
+    this->first_change_ms_ = millis();
+  }
+}
+
+void DataExchange::loop() {
+  if (this->any_changed_ && millis() - this->first_change_ms_ >= this->change_delay_ms_)
+    this->send_changes_();
+}
+
+void DataExchange::send_changes_() {
+  // A change frame: the points published since the last frame, in frame order, with their
+  // positions (key "i"). Without a client there is nobody to tell; local changes are still
+  // detected every cycle (send_frame_).
+  this->any_changed_ = false;
+  bool client = this->has_client_();
+  uint64_t seq = this->seq_ + 1;
+  this->values_buf_.clear();
+  this->indices_buf_.clear();
+  size_t count = 0;
+  char index_text[12];
+  for (size_t i = 0; i < this->points_.size(); i++) {
+    Point &p = this->points_[i];
+    if (!p.changed)
+      continue;
+    p.changed = false;
+    if (!client)
+      continue;
+    this->scratch_.clear();
+    this->encode_point_(p, this->scratch_);
+    if (p.writable()) {
+      if (p.expected_valid && p.expected == this->scratch_)
+        continue;  // what this node applied or already reported
+      if (p.expected_valid) {
+        p.local_change_seq = seq;  // first reported in this frame
+        ESP_LOGD(TAG, "Local change of '%s'", p.entity->get_name().c_str());
+      }
+      p.expected = this->scratch_;
+      p.expected_valid = true;
+    }
+    if (count++ != 0) {
+      this->values_buf_ += ',';
+      this->indices_buf_ += ',';
+    }
+    snprintf(index_text, sizeof(index_text), "%u", static_cast<unsigned>(i));
+    this->indices_buf_ += index_text;
+    this->values_buf_ += this->scratch_;
+  }
+  if (count == 0)
+    return;
+  this->seq_ = seq;
+  this->send_node_frame_(&this->indices_buf_);
+}
+
+void DataExchange::send_node_frame_(const std::string *indices) {
+  // The header every node frame carries; a change frame adds "i" (the points' positions).
+  static const char *const KEYS[] = {"v", "m", "s", "u", "a", "q", "f", "r", "e", "o", "x", "i"};
+  std::string vals[12];
   vals[0] = std::to_string(PROTOCOL_VERSION);
   vals[1] = this->model_hex_;
   vals[2] = std::to_string(this->seq_);
@@ -254,8 +369,10 @@ void DataExchange::send_frame_() {
   vals[8] = this->last_refusal_;
   vals[9] = std::to_string(this->foreign_requests_);
   vals[10].swap(this->values_buf_);
-  this->send_event_(FRAME_EVENT, KEYS, vals, 11);
-  this->values_buf_.swap(vals[10]);  // keep the grown buffer for the next cycle
+  if (indices != nullptr)
+    vals[11] = *indices;
+  this->send_event_(FRAME_EVENT, KEYS, vals, indices != nullptr ? 12 : 11);
+  this->values_buf_.swap(vals[10]);  // keep the grown buffer for the next frame
 }
 
 void DataExchange::on_describe() {

@@ -40,7 +40,10 @@
 namespace esphome::data_exchange {
 
 /// Protocol version carried in every frame (key "v").
-static constexpr uint8_t PROTOCOL_VERSION = 2;
+#ifndef DX_PROTOCOL_VERSION
+#define DX_PROTOCOL_VERSION 3  // tests build an older one to see Home Assistant refuse it
+#endif
+static constexpr uint8_t PROTOCOL_VERSION = DX_PROTOCOL_VERSION;
 /// Frames go only to API clients whose Hello names them with this prefix.
 static constexpr const char *CLIENT_PREFIX = "data_exchange";
 static constexpr const char *FRAME_EVENT = "esphome.data_exchange";
@@ -72,6 +75,8 @@ struct Point {
   std::string expected;
   bool expected_valid{false};
   uint64_t local_change_seq{0};
+  // Published since the last frame: goes out in the next change frame.
+  bool changed{false};
 
   bool writable() const {
     return type == PointType::NUMBER || type == PointType::SWITCH || type == PointType::SELECT ||
@@ -82,11 +87,13 @@ struct Point {
 class DataExchange : public Component, public api::CustomAPIDevice {
  public:
   void setup() override;
+  void loop() override;
   void dump_config() override;
   float get_setup_priority() const override { return setup_priority::AFTER_CONNECTION; }
 
   void set_cycle(uint32_t ms) { this->cycle_ms_ = ms; }
   void set_failsafe_timeout(uint32_t ms) { this->failsafe_ms_ = ms; }
+  void set_change_delay(uint32_t ms) { this->change_delay_ms_ = ms; }
 #ifdef USE_SENSOR
   void add_sensor(sensor::Sensor *s) { this->add_point_(PointType::SENSOR, s); }
 #endif
@@ -135,6 +142,11 @@ class DataExchange : public Component, public api::CustomAPIDevice {
   void encode_point_(const Point &p, std::string &out);
   void detect_local_changes_();
   void send_frame_();
+  /// Registers for the entity's state changes: a change goes out in a change frame.
+  void watch_point_(size_t index);
+  void mark_changed_(size_t index);
+  void send_changes_();
+  void send_node_frame_(const std::string *indices);
   void send_event_(const char *name, const char *const *keys, const std::string *values, size_t count);
   bool has_client_() const;
   void restart_cycle_();
@@ -153,6 +165,9 @@ class DataExchange : public Component, public api::CustomAPIDevice {
   size_t writable_count_{0};
   uint32_t cycle_ms_{1000};
   uint32_t failsafe_ms_{0};
+  uint32_t change_delay_ms_{0};
+  bool any_changed_{false};     // a point changed since the last frame
+  uint32_t first_change_ms_{0};  // when the first of them changed
   uint32_t model_id_{0};
   char model_hex_[9]{};
   std::string model_points_;  // model description, built once
@@ -176,6 +191,7 @@ class DataExchange : public Component, public api::CustomAPIDevice {
 
   // Buffers reused every cycle, so a frame allocates nothing once they have grown.
   std::string values_buf_;
+  std::string indices_buf_;
   std::string scratch_;
   std::vector<std::string> fields_;
 };
