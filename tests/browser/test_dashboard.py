@@ -42,6 +42,7 @@ from tests.harness.develop import SIM_MAC, SIM_NODE
 from tests.harness.ha_process import (
     HassProcess,
     copy_config,
+    known_upstream,
     link_integration,
     prepare_entry,
     problems,
@@ -299,4 +300,4 @@ async def test_dashboard_in_chromium(
 
     # A clean start: no error, traceback or interrupt in Home Assistant's log.
     log = (hass.config_dir / "home-assistant.log").read_text(errors="replace")
-    assert not (found := problems(log)), "\n".join(found)
+    assert not (found := problems(known_upstream(log))), "\n".join(found)

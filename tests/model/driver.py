@@ -486,6 +486,13 @@ class World:
     def _consistent(self) -> bool:
         if self.observer is None:
             return False
+        # Not while a write of Home Assistant waits for the node (it is about to change
+        # what the node holds; e.g. one restored from disk after a crash, sent on connect).
+        manager = self.manager
+        if manager is not None and any(
+            manager.pending(p.index) is not None for p in manager.points
+        ):
+            return False
         for name, spec in SIM_POINTS.items():
             held = self.observer.states.get(name)
             if not any(same(spec, held, c) for c in self.model.expected(name)):
