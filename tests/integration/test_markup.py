@@ -8,10 +8,13 @@ escaped, so the Repairs panel shows the text and renders no link, image or tag.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import issue_registry as ir
+from homeassistant.helpers.template import Template
 import pytest
+import yaml
 
 from custom_components.data_exchange import (
     engine as engine_module,
@@ -19,7 +22,7 @@ from custom_components.data_exchange import (
 )
 from custom_components.data_exchange.const import DOMAIN
 from custom_components.data_exchange.plain import plain
-from tests.conftest import NODES
+from tests.conftest import NODES, REPO
 from tests.harness.node import Node, NodeFactory
 from tests.integration.conftest import entity_ids, setup_node, until
 
@@ -77,3 +80,47 @@ async def test_node_texts_are_escaped_in_repair_issues(
     for value in refused.translation_placeholders.values():
         assert not ACTIVE.search(value), value
     assert "javascript" in refused.translation_placeholders["point"]
+
+
+def _waiting_card_template() -> str:
+    """The content template of the dashboard's "Waiting for the node" markdown card."""
+    dashboard = yaml.safe_load(
+        (REPO / "config" / "dashboards" / "data_exchange.yaml").read_text()
+    )
+
+    def cards(node: Any) -> Any:
+        if isinstance(node, dict):
+            if node.get("type") == "markdown" and node.get("title") == (
+                "Waiting for the node"
+            ):
+                yield node
+            for value in node.values():
+                yield from cards(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from cards(value)
+
+    (card,) = list(cards(dashboard))
+    return str(card["content"])
+
+
+async def test_node_texts_are_escaped_in_the_dashboards_markdown(
+    hass: HomeAssistant, markup_node: Node
+) -> None:
+    """The dashboard lists writes waiting for the node in a markdown card: the node's point
+    name (and its values and unit) must show literally, not as a link, image or tag."""
+    entry = await setup_node(hass, markup_node)
+    (level,) = entity_ids(hass, entry, "number")
+    manager = entry.runtime_data
+    markup_node.kill()
+    await until(hass, lambda: not manager.connected)
+    await hass.services.async_call(
+        "number", "set_value", {"entity_id": level, "value": 5}, blocking=True
+    )
+    await until(hass, lambda: hass.states.get(level).attributes["pending_value"] == 5)
+    rendered = Template(_waiting_card_template(), hass).async_render(parse_result=False)
+    assert "img" in rendered  # the point's row is there, with its name ...
+    assert "link" in rendered
+    assert not ACTIVE.search(rendered), rendered  # ... shown literally
+    assert "\\[link\\]" in rendered
+    assert "**5\\.0" in rendered  # the desired value, bold (ours), its text escaped
