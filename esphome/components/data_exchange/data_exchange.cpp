@@ -299,6 +299,12 @@ void DataExchange::watch_point_(size_t index) {
 
 void DataExchange::mark_changed_(size_t index) {
   this->points_[index].changed = true;
+  if (this->change_delay_ms_ == 0) {
+    // At once, from the publish itself: the frame then leaves with the API's current pass
+    // (from loop() it would wait for the next one, one main-loop interval later).
+    this->send_changes_();
+    return;
+  }
   if (!this->any_changed_) {
     this->any_changed_ = true;
     this->first_change_ms_ = millis();
