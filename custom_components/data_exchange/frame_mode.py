@@ -43,7 +43,6 @@ _LOGGER = logging.getLogger(__name__)
 
 class FrameMode(ExchangeMode):
     name = MODE_FRAME
-    writes_offline = True
     grouped_writes = True
 
     def __init__(self, node: NodeManager) -> None:

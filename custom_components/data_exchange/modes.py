@@ -25,9 +25,8 @@ class ExchangeMode:
     """One node's exchange while it is in this mode."""
 
     name: str
-    # Frame mode keeps a write made while the node is offline and sends it on return;
-    # entity mode sends each write as a command, which needs the node connected.
-    writes_offline: bool = False
+    # Frame mode sends several writes in one desired frame, all or nothing (the write
+    # action's grouped writes); entity mode sends a command per point.
     grouped_writes: bool = False
 
     def __init__(self, node: NodeManager) -> None:

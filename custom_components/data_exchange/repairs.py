@@ -45,9 +45,6 @@ PROTOCOL_MISMATCH = "protocol_mismatch"
 REFUSED = "refused"
 ENTRY_ISSUES = (NO_ENCRYPTION, MODEL_MISMATCH, PROTOCOL_MISMATCH, REFUSED)
 ENCRYPTION_DOCS = "https://esphome.io/components/api.html#configuration-variables"
-FIRMWARE_DOCS = (
-    "https://github.com/data-exchange/data-exchange/blob/main/esphome/README.md"
-)
 
 
 def entry_issue_id(kind: str, entry_id: str) -> str:
@@ -113,7 +110,6 @@ class EntryIssues:
             PROTOCOL_MISMATCH,
             ir.IssueSeverity.ERROR,
             {"name": name, "node": version, "ours": PROTOCOL_VERSION},
-            learn_more_url=FIRMWARE_DOCS,
         )
         return _LOGGER.warning if new is None else _LOGGER.debug
 
