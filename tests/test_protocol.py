@@ -36,7 +36,7 @@ from custom_components.data_exchange.protocol import (
 )
 
 MODEL_EVENT = {
-    "v": "3",
+    "v": "4",
     "m": "0a1b2c3d",
     "c": "1000",
     "t": "0",
@@ -59,7 +59,7 @@ def _model() -> Model:
 
 def _frame(**changes: str) -> dict[str, str]:
     data = {
-        "v": "3",
+        "v": "4",
         "m": "0a1b2c3d",
         "s": "7",
         "u": "123456",
@@ -68,6 +68,7 @@ def _frame(**changes: str) -> dict[str, str]:
         "f": "0",
         "r": "0",
         "e": "",
+        "o": "0",
         "x": "21.5,1,'ok,22,0,'eco,'",
     }
     data.update(changes)
@@ -76,7 +77,7 @@ def _frame(**changes: str) -> dict[str, str]:
 
 def test_model_from_event() -> None:
     model = _model()
-    assert PROTOCOL_VERSION == 3
+    assert PROTOCOL_VERSION == 4
     assert model.model_id == "0a1b2c3d"
     assert model.cycle_ms == 1000
     assert [p.type for p in model.points] == list(PointType)
@@ -105,7 +106,8 @@ def test_model_counters_are_64_bit() -> None:
     [
         {"v": "1"},  # protocol 1: 32-bit integer arguments, no boot id
         {"v": "2"},  # protocol 2: no change frames
-        {"v": "4"},
+        {"v": "3"},  # protocol 3: change frames with the whole header
+        {"v": "5"},
         {"m": "XYZ"},
         {"p": ""},
         {"p": "Q00000001"},
@@ -223,6 +225,7 @@ def test_frame_of_other_model() -> None:
         {"v": "0"},
         {"v": "1"},
         {"v": "2"},
+        {"v": "3"},
         {"v": "11"},
         # Change frames: positions ascending, in range, one per value.
         {"i": ""},
@@ -267,7 +270,25 @@ def test_change_frame_carries_the_points_at_its_positions() -> None:
     assert frame.values == (False, "a,b")
     full = NodeFrame.from_event(_frame(), _model())
     assert full.indices is None
+    assert full.full
+    assert not frame.full
     assert len(full.values) == len(_model().points)
+
+
+def test_a_change_frame_carries_values_only() -> None:
+    """Protocol 4: the node's state (a q f r e o) travels in full frames only; a change
+    frame without it is well-formed, a full frame without it is not."""
+    header = {"v": "4", "m": "0a1b2c3d", "s": "8", "u": "123457"}
+    frame = NodeFrame.from_event({**header, "i": "3", "x": "23"}, _model())
+    assert (frame.seq, frame.indices, frame.values) == (8, (3,), (23.0,))
+    for key in "aqfreo":
+        data = _frame()
+        del data[key]
+        if key == "e":  # an empty refusal may be left out
+            NodeFrame.from_event(data, _model())
+            continue
+        with pytest.raises(ProtocolError):
+            NodeFrame.from_event(data, _model())
 
 
 def test_another_version_is_named() -> None:

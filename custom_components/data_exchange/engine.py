@@ -182,14 +182,11 @@ class ExchangeEngine:
         self.last_frame = None
         self.latency.sent_at = None
         self.stats.last_seq = 0
-        for index, stamped in self.desired.items():
-            if restarted or self._pending(stamped):
+        carried = [*self.desired.items(), (_ACQUISITION, self.desired_acquisition)]
+        for index, stamped in carried:
+            if stamped is not None and (restarted or self._pending(stamped)):
                 stamped.seq = 0
                 self._unsent[index] = stamped
-        acquisition = self.desired_acquisition
-        if acquisition is not None and (restarted or self._pending(acquisition)):
-            acquisition.seq = 0
-            self._unsent[_ACQUISITION] = acquisition
         return restarted
 
     def next_desired_frame(self, now: float = 0.0) -> DesiredFrame:
@@ -238,29 +235,16 @@ class ExchangeEngine:
         if stats_changed is None:
             return FrameResult(accepted=False)
         self._new_session = False
-        if frame.indices is None:  # live once every point was reported in the session
+        if full := frame.full:  # live once every point was reported in the session
             self.last_frame = now
         self.node_uptime_ms = frame.uptime_ms
         result = FrameResult(accepted=True, stats_changed=stats_changed)
-        if frame.applied_seq <= self.desired_seq and self.latency.acknowledged(
-            frame.applied_seq, now
-        ):
-            result.stats_changed = True
-        if self.acked_seq < frame.applied_seq <= self.desired_seq:
-            carried = [*self.desired.values(), self.desired_acquisition]
-            cleared = any(
-                s is not None and self.acked_seq < s.seq <= frame.applied_seq
-                for s in carried
-            )
-            self.acked_seq = frame.applied_seq
-            result.acknowledged = frame.applied_seq
-            result.desired_changed |= cleared
-        if frame.refusal is not None:
-            self._take_refusal(frame.refusal, result)
-
-        if (deferred := self._deferred) and frame.indices is None:
+        deferred = self._deferred
+        if full:  # a change frame carries values only (protocol 4)
+            self._take_ack(frame, now, result)
             deferred.clear()  # a full frame judges every point again
-        points = range(len(model.points)) if frame.indices is None else frame.indices
+            self._take_node_state(frame, now, wall, result)
+        points = range(len(model.points)) if full else frame.indices or ()
         for i, value in zip(points, frame.values, strict=True):
             current = self.reported[i]
             if current is None or not same(current.value, value):
@@ -273,15 +257,35 @@ class ExchangeEngine:
                     result.desired_changed = True
                     if verdict is Verdict.ADOPT:
                         result.adopted.append(i)
+        # `seen` covers a frame only when no report is left unjudged (a change frame judges
+        # the points it carries; the others keep their judgement from earlier frames).
+        if not deferred and frame.seq > self.seen:
+            self.seen = frame.seq
+        return result
 
-        running = frame.acquisition_running
-        if (running, frame.failsafe_active) != (
-            self.acquisition_running,
-            self.failsafe_active,
-        ):
+    def _take_ack(self, frame: NodeFrame, now: float, result: FrameResult) -> None:
+        """A full frame's acknowledgement (``a``) and last refusal (``e``)."""
+        applied = frame.applied_seq
+        if applied <= self.desired_seq and self.latency.acknowledged(applied, now):
+            result.stats_changed = True
+        if self.acked_seq < applied <= self.desired_seq:
+            carried = [*self.desired.values(), self.desired_acquisition]
+            result.desired_changed |= any(
+                s is not None and self.acked_seq < s.seq <= applied for s in carried
+            )
+            self.acked_seq = result.acknowledged = applied
+        if frame.refusal is not None:
+            self._take_refusal(frame.refusal, result)
+
+    def _take_node_state(
+        self, frame: NodeFrame, now: float, wall: float, result: FrameResult
+    ) -> None:
+        """A full frame's acquisition and fail-safe state (acquisition judged like a point)."""
+        running, deferred = frame.acquisition_running, self._deferred
+        state = (running, frame.failsafe_active)
+        if state != (self.acquisition_running, self.failsafe_active):
             result.node_state_changed = True
-            self.acquisition_running = running
-            self.failsafe_active = frame.failsafe_active
+            self.acquisition_running, self.failsafe_active = state
         if (acquisition := self.desired_acquisition) is not None:
             verdict = judge(
                 acquisition,
@@ -296,11 +300,6 @@ class ExchangeEngine:
                 result.desired_changed = True
         else:
             deferred.discard(_ACQUISITION)
-        # `seen` covers a frame only when no report is left unjudged (a change frame judges
-        # the points it carries; the others keep their judgement from earlier frames).
-        if not deferred and frame.seq > self.seen:
-            self.seen = frame.seq
-        return result
 
     def _take_refusal(self, node_refusal: NodeRefusal, result: FrameResult) -> None:
         """The node refused a desired frame: drop the refused point's value (the node's own

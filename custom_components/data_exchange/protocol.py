@@ -1,4 +1,4 @@
-"""The Data Exchange wire format (protocol version 3), as documented in docs/protocol.md.
+"""The Data Exchange wire format (protocol version 4), as documented in docs/protocol.md.
 
 Plain Python without Home Assistant imports: the firmware tests, the exchange engine and
 the benchmarks all use this one implementation. Everything decoded here comes from the
@@ -33,7 +33,7 @@ __all__ = [
     "encode_values",
 ]
 
-PROTOCOL_VERSION: Final = 3
+PROTOCOL_VERSION: Final = 4
 # Nodes send frames only to API clients whose Hello starts with this name.
 CLIENT_INFO_PREFIX: Final = "data_exchange"
 FRAME_EVENT: Final = "esphome.data_exchange"
@@ -128,7 +128,8 @@ class Model:
 
 @dataclass(frozen=True, slots=True)
 class NodeFrame:
-    """One frame from a node: its state and the reported values of all points."""
+    """One frame from a node: a full frame (the node's state and every point's reported
+    value) or a change frame (only the values of the points in ``indices``)."""
 
     model_id: str
     seq: int
@@ -168,25 +169,45 @@ class NodeFrame:
             indices = _indices(_field(data, "i"), len(types))
             types = [types[i] for i in indices]
         text = _field(data, "x")
+        seq, uptime_ms = _uint(data, "s"), _uint(data, "u")
+        if indices is not None:
+            # A change frame carries values only (protocol 4): acknowledgements, refusals,
+            # counters, acquisition and fail-safe travel in full frames. Its header fields
+            # keep their defaults and are read by nobody (``full`` is False).
+            return cls(
+                model_id=model_id,
+                seq=seq,
+                uptime_ms=uptime_ms,
+                applied_seq=0,
+                acquisition_running=True,
+                failsafe_active=False,
+                refused_frames=0,
+                refusal=None,
+                values=decode_values(text, types),
+                indices=indices,
+            )
         return cls(
             model_id=model_id,
-            seq=_uint(data, "s"),
-            uptime_ms=_uint(data, "u"),
+            seq=seq,
+            uptime_ms=uptime_ms,
             applied_seq=_uint(data, "a"),
             acquisition_running=_flag(data, "q"),
             failsafe_active=_flag(data, "f"),
             refused_frames=_uint(data, "r"),
             refusal=Refusal.decode(data.get("e", "")),
-            foreign_requests=_uint(data, "o") if "o" in data else 0,
+            foreign_requests=_uint(data, "o"),
             values=previous.values
-            if indices is None
-            and previous is not None
+            if previous is not None
             and previous.text == text
             and previous.model_id == model_id
             else decode_values(text, types),
-            indices=indices,
-            text=text if indices is None else "",
+            text=text,
         )
+
+    @property
+    def full(self) -> bool:
+        """A full frame (every point and the node's state), not a change frame."""
+        return self.indices is None
 
 
 @dataclass(frozen=True, slots=True)

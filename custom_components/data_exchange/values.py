@@ -85,6 +85,8 @@ class FrameStats:
         missed = self.missed
         if not self.take(frame.seq, first=first):
             return None
+        if not frame.full:  # the node's counters travel in full frames only
+            return missed != self.missed
         node_counts = (frame.refused_frames, frame.foreign_requests)
         changed = missed != self.missed or node_counts != (
             self.refused_by_node,

@@ -54,6 +54,7 @@ from tests.bench.bench_exchange import ROUNDS, summary
 from tests.bench.conftest import ASYNCIO_DEBUG
 from tests.harness.node import Node, NodeFactory
 from tests.harness.peer import Peer
+from tests.harness.proxy import TcpProxy
 from tests.harness.yaml_gen import peer_node
 from tests.integration.conftest import entry_for, live, until
 
@@ -66,6 +67,12 @@ CYCLE_MS = int(os.environ.get("DX_BENCH_PEER_CYCLE_MS", "100"))
 WAYS = ("frame", "entity", "core_esphome", "raw_async_set")
 
 TIMEOUT = 10.0  # for one change to become visible; generous, a miss is a failure
+WIRE_KEYS = (
+    "idle_bytes_per_s_from_node",
+    "idle_bytes_per_s_to_node",
+    "bytes_per_update_from_node",
+    "bytes_per_update_to_node",
+)
 
 
 @pytest.fixture
@@ -158,6 +165,9 @@ class Way:
     entry: MockConfigEntry | None = None
     ids: list[str] = field(default_factory=list)
     raw: Peer | None = None
+    # Counts the bytes on the wire (the entry connects through it; the bare client, the
+    # floor of CPU, connects directly and is not counted).
+    proxy: TcpProxy | None = None
 
     async def start(self, hass: HomeAssistant, current: list[float]) -> None:
         """Connect; return once every point shows the node's ``current`` value."""
@@ -285,9 +295,12 @@ async def measure_cpu(
     """
     window = BURST_TICKS * PERIOD_MS / 1000
     updates = watch.updates
+    wire0 = wire(way)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     await asyncio.sleep(window)  # the idle measurement window itself
-    idle = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
+    idle_wall = time.perf_counter() - wall0
+    idle = (time.process_time() - cpu0) / idle_wall
+    wire1 = wire(way)
     assert watch.updates == updates, (
         f"{way.name}: {watch.updates - updates} point updates while idle, the last "
         f"{watch.last['old_state']} -> {watch.last['new_state']}"
@@ -305,13 +318,48 @@ async def measure_cpu(
     cpu = time.process_time() - cpu0
     wall = time.perf_counter() - wall0
     written = watch.updates - updates
-    return {
+    wire2 = wire(way)
+    result = {
         "cpu_us_per_update": cpu / written * 1e6,
         "net_cpu_us_per_update": (cpu - idle * wall) / written * 1e6,
         "cpu_share": cpu / wall,
         "idle_share": idle,
         "updates": written,
     }
+    if way.proxy is not None:
+        # Bytes on the socket (protobuf framing and TCP payload, no IP/TCP headers):
+        # idle per second, and per state update while following the burst (the idle
+        # traffic of the same time taken off: what the updates themselves cost).
+        idle_rate = [(b - a) / idle_wall for a, b in zip(wire0, wire1, strict=True)]
+        burst = [
+            (b - a - rate * wall) / written
+            for a, b, rate in zip(wire1, wire2, idle_rate, strict=True)
+        ]
+        result |= {
+            "idle_bytes_per_s_from_node": idle_rate[0],
+            "idle_bytes_per_s_to_node": idle_rate[1],
+            "bytes_per_update_from_node": burst[0],
+            "bytes_per_update_to_node": burst[1],
+        }
+    return result
+
+
+def wire(way: Way) -> tuple[int, int]:
+    """Bytes forwarded so far: (from the node, to the node)."""
+    if way.proxy is None:
+        return (0, 0)
+    return (way.proxy.bytes_from_node, way.proxy.bytes_to_node)
+
+
+def via(entry: MockConfigEntry, proxy: TcpProxy) -> MockConfigEntry:
+    """``entry``, connecting through ``proxy``."""
+    return MockConfigEntry(
+        domain=entry.domain,
+        title=entry.title,
+        unique_id=entry.unique_id,
+        data={**entry.data, CONF_PORT: proxy.port},
+        options=dict(entry.options),
+    )
 
 
 async def test_node_change_to_state(
@@ -321,12 +369,25 @@ async def test_node_change_to_state(
 ) -> None:
     dx_node, plain_node = peer_nodes
     cycle = CYCLE_MS / 1000
-    ways = [
-        Way("frame", dx_node, entry_for(dx_node, cycle=cycle, stale_after=30.0)),
-        Way("entity", plain_node, entry_for(plain_node, stale_after=30.0)),
-        Way("core_esphome", plain_node, await core_esphome_entry(hass, plain_node)),
-        Way("raw_async_set", plain_node),
+    proxies = [
+        await TcpProxy(n.port).start() for n in (dx_node, plain_node, plain_node)
     ]
+    entries = [
+        entry_for(dx_node, cycle=cycle, stale_after=30.0),
+        entry_for(plain_node, stale_after=30.0),
+        await core_esphome_entry(hass, plain_node),
+    ]
+    ways = [
+        Way(name, node, via(entry, proxy), proxy=proxy)
+        for name, node, entry, proxy in zip(
+            ("frame", "entity", "core_esphome"),
+            (dx_node, plain_node, plain_node),
+            entries,
+            proxies,
+            strict=True,
+        )
+    ]
+    ways.append(Way("raw_async_set", plain_node))
     drivers = {
         # The person at the device: a second, plain API client calling the node's actions.
         dx_node.port: await Peer(dx_node, "bench driver").start(),
@@ -369,6 +430,8 @@ async def test_node_change_to_state(
         watch.unsub()
         for driver in drivers.values():
             await driver.disconnect()
+        for proxy in proxies:
+            await proxy.close()
     record_results(latency, cpu, unavailable)
 
 
@@ -409,6 +472,11 @@ def record_results(
                 "share_of_one_core": over_rounds(r, "cpu_share"),
                 "idle_share_of_one_core": over_rounds(r, "idle_share"),
                 "updates": over_rounds(r, "updates"),
+            }
+            | {
+                key: over_rounds(r, key)
+                for key in WIRE_KEYS
+                if all(key in one for one in r)
             }
             for w, r in cpu.items()
         },

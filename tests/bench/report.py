@@ -174,6 +174,47 @@ def core_section(points: str, r: dict[str, Any]) -> list[str]:
             )
         )
     out.append("")
+    out += wire_section(r)
+    return out
+
+
+def wire_section(r: dict[str, Any]) -> list[str]:
+    """Bytes on the wire during benchmark 5, counted by a TCP proxy in front of the node."""
+    s, cpu = r["setup"], r["cpu"]
+    rows = [
+        (way, name)
+        for way, name in WAY_NAMES.items()
+        if way in cpu and "idle_bytes_per_s_from_node" in cpu[way]
+    ]
+    if not rows:
+        return []
+    points, cycle_s = s["points"], s["frame_cycle_ms"] / 1000
+    out = [
+        (
+            "Bytes on the wire, same runs: the TCP payload through a proxy in front of the"
+            " node (native API framing included, IP and TCP headers not). Idle: nothing"
+            " changes (frame mode: one full frame and one desired frame per"
+            f" {s['frame_cycle_ms']} ms cycle; the others: the API's keep-alive pings). Per"
+            " update: while following the burst, the idle traffic of the same time taken off."
+        ),
+        "",
+        (
+            "| | idle, from the node | idle, to the node | idle from the node per point"
+            " and cycle | per update, from the node | per update, to the node |"
+        ),
+        "|---|---|---|---|---|---|",
+    ]
+    for way, name in rows:
+        c = cpu[way]
+        per_point = c["idle_bytes_per_s_from_node"]["median"] * cycle_s / points
+        out.append(
+            f"| {name} | {fmt(c['idle_bytes_per_s_from_node'], ' B/s')}"
+            f" | {fmt(c['idle_bytes_per_s_to_node'], ' B/s')}"
+            f" | {per_point:.3g} B"
+            f" | {fmt(c['bytes_per_update_from_node'], ' B')}"
+            f" | {fmt(c['bytes_per_update_to_node'], ' B')} |"
+        )
+    out.append("")
     return out
 
 

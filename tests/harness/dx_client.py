@@ -59,12 +59,20 @@ class DxClient(Peer):
                 return  # a change before the first full frame: nothing to merge it into
             if frame.indices is not None:
                 # A change frame: shown with every point, the others as last reported
-                # (frame.indices says which points it carried).
-                merged = list(self._frames[-1].values) if self._frames else []
-                merged += [None] * (len(self.model.points) - len(merged))
+                # (frame.indices says which points it carried), and with the node's
+                # state of the last full frame (a change frame carries values only).
+                last = self._frames[-1]
+                merged = list(last.values)
                 for index, value in zip(frame.indices, frame.values, strict=True):
                     merged[index] = value
-                frame = dataclasses.replace(frame, values=tuple(merged))
+                frame = dataclasses.replace(
+                    last,
+                    seq=frame.seq,
+                    uptime_ms=frame.uptime_ms,
+                    values=tuple(merged),
+                    indices=frame.indices,
+                    text="",
+                )
             self._frames.append(frame)
             self._new_frame.set()
         else:

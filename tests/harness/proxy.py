@@ -2,7 +2,9 @@
 
 Used to make network outages without touching the node: `cut()` aborts every connection
 through the proxy at once (both sides see a reset, as after a Wi-Fi drop); new connections
-are accepted and forwarded at once, so a client reconnects straight away.
+are accepted and forwarded at once, so a client reconnects straight away. It also counts
+the bytes it forwards each way (`bytes_to_node`, `bytes_from_node`): the benchmarks' bytes
+on the wire.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ import contextlib
 class Pipe(asyncio.Protocol):
     """One direction-pair end: what arrives here is written to the peer."""
 
-    def __init__(self, proxy: TcpProxy) -> None:
+    def __init__(self, proxy: TcpProxy, *, node_side: bool = False) -> None:
         self.proxy = proxy
+        self.node_side = node_side  # the connection to the node (else: to the client)
         self.transport: asyncio.Transport | None = None
         self.peer: Pipe | None = None
         self._buffer: list[bytes] = []
@@ -30,6 +33,10 @@ class Pipe(asyncio.Protocol):
         self.proxy.pipes.add(self)
 
     def data_received(self, data: bytes) -> None:
+        if self.node_side:
+            self.proxy.bytes_from_node += len(data)
+        else:
+            self.proxy.bytes_to_node += len(data)
         if self.peer is not None and self.peer.transport is not None:
             self.peer.transport.write(data)
         else:
@@ -59,6 +66,8 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._idle: list[asyncio.Future[None]] = []
         self.held = False  # an outage: every new connection is reset at once
+        self.bytes_to_node = 0
+        self.bytes_from_node = 0
 
     async def start(self) -> TcpProxy:
         loop = asyncio.get_running_loop()
@@ -79,7 +88,7 @@ class TcpProxy:
         loop = asyncio.get_running_loop()
         try:
             _, upstream = await loop.create_connection(
-                lambda: Pipe(self), "127.0.0.1", self.target_port
+                lambda: Pipe(self, node_side=True), "127.0.0.1", self.target_port
             )
         except OSError:
             if client.transport is not None:

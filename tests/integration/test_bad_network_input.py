@@ -51,7 +51,7 @@ def frame(manager: NodeManager, **change: Any) -> dict[str, Any]:
     """A well-formed next frame carrying the forged values, with ``change`` applied."""
     assert manager.engine.model is not None
     return {
-        "v": "3",
+        "v": "4",
         "m": manager.engine.model.model_id,
         "s": str(manager.engine.stats.last_seq + 1),
         "a": "0",
@@ -74,9 +74,10 @@ CASES = [
     ("huge_number", "inject", {"x": "1e999,1,99,'x"}, "out of range"),
     # The largest event the node's API sends (it refuses anything over 65535 bytes).
     ("oversized", "inject", {"pad": 64_000}, "SENSOR value '1111"),
-    # Protocol 2: a frame of version 1 (the previous protocol) is as unknown as one of 3.
-    ("old_version", "inject", {"v": "2"}, "unsupported protocol version '2'"),
-    ("unknown_version", "inject", {"v": "4"}, "unsupported protocol version '4'"),
+    # Protocol 4: a frame of version 3 (the previous protocol) is as unknown as one of 5.
+    ("old_version", "inject", {"v": "3"}, "unsupported protocol version '3'"),
+    ("older_version", "inject", {"v": "2"}, "unsupported protocol version '2'"),
+    ("unknown_version", "inject", {"v": "5"}, "unsupported protocol version '5'"),
     # The last refusal (key e, "seq:writable_index:reason") is checked like every key.
     ("garbage_refusal", "inject", {"e": "garbage"}, "malformed refusal 'garbage'"),
     ("unknown_reason", "inject", {"e": "1:0:bogus"}, "malformed refusal '1:0:bogus'"),

@@ -361,24 +361,30 @@ void DataExchange::send_changes_() {
 }
 
 void DataExchange::send_node_frame_(const std::string *indices) {
-  // The header every node frame carries; a change frame adds "i" (the points' positions).
-  static const char *const KEYS[] = {"v", "m", "s", "u", "a", "q", "f", "r", "e", "o", "x", "i"};
-  std::string vals[12];
+  // A full frame carries the node's state with every point's value. A change frame
+  // (protocol 4) carries values only, with their positions ("i"): acknowledgements,
+  // refusals, counters, acquisition and fail-safe state wait for the next full frame.
+  static const char *const FULL_KEYS[] = {"v", "m", "s", "u", "x", "a", "q", "f", "r", "e", "o"};
+  static const char *const CHANGE_KEYS[] = {"v", "m", "s", "u", "x", "i"};
+  std::string vals[11];
   vals[0] = std::to_string(PROTOCOL_VERSION);
   vals[1] = this->model_hex_;
   vals[2] = std::to_string(this->seq_);
   vals[3] = std::to_string(millis_64());
-  vals[4] = std::to_string(this->applied_seq_);
-  vals[5] = this->acquisition_running_ ? "1" : "0";
-  vals[6] = this->failsafe_active_ ? "1" : "0";
-  vals[7] = std::to_string(this->refused_frames_);
-  vals[8] = this->last_refusal_;
-  vals[9] = std::to_string(this->foreign_requests_);
-  vals[10].swap(this->values_buf_);
-  if (indices != nullptr)
-    vals[11] = *indices;
-  this->send_event_(FRAME_EVENT, KEYS, vals, indices != nullptr ? 12 : 11);
-  this->values_buf_.swap(vals[10]);  // keep the grown buffer for the next frame
+  vals[4].swap(this->values_buf_);
+  if (indices != nullptr) {
+    vals[5] = *indices;
+    this->send_event_(FRAME_EVENT, CHANGE_KEYS, vals, 6);
+  } else {
+    vals[5] = std::to_string(this->applied_seq_);
+    vals[6] = this->acquisition_running_ ? "1" : "0";
+    vals[7] = this->failsafe_active_ ? "1" : "0";
+    vals[8] = std::to_string(this->refused_frames_);
+    vals[9] = this->last_refusal_;
+    vals[10] = std::to_string(this->foreign_requests_);
+    this->send_event_(FRAME_EVENT, FULL_KEYS, vals, 11);
+  }
+  this->values_buf_.swap(vals[4]);  // keep the grown buffer for the next frame
 }
 
 void DataExchange::on_describe() {
