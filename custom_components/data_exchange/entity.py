@@ -87,11 +87,22 @@ class PointEntity(DataExchangeEntity):
         if info.entity_category is not None:
             self._attr_entity_category = _CATEGORIES.get(info.entity_category)
         self._attr_entity_registry_enabled_default = not info.disabled_by_default
+        self._shown: tuple[Value, bool, dict[str, Any]] | None = None
 
     async def async_added_to_hass(self) -> None:
         self.async_on_remove(
-            self.node.listeners.add_point(self.point.index, self.async_write_ha_state)
+            self.node.listeners.add_point(self.point.index, self._async_point_changed)
         )
+
+    @callback
+    def _async_point_changed(self) -> None:
+        """Write the state if what it shows changed. A frame can change a point's desired
+        value and nothing shown (a local change adopted as desired), and Home Assistant's
+        state write costs far more than this comparison even when it ends in no change."""
+        shown = (self.point_value, self.available, self.extra_state_attributes)
+        if shown != self._shown:
+            self._shown = shown
+            self.async_write_ha_state()
 
     @property
     def point_value(self) -> Value:

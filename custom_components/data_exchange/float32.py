@@ -38,7 +38,9 @@ def strtof(text: str) -> float:
     """
     double = float(text)
     candidate = f32(double)
-    if not math.isfinite(candidate):
+    if double == candidate or not math.isfinite(candidate):
+        # A double that is itself a 32-bit float: the decimal lies within half a double's
+        # step of it, far closer than to any other 32-bit float (integers, halves, ...).
         return candidate
     if double != candidate and all(
         not math.isfinite(other) or double != (candidate + other) / 2

@@ -4,11 +4,13 @@ aioesphomeapi's ReconnectLogic retries with an exponential back-off (2, 3, 6, 10
 and connects at once when the node's mDNS record reappears, if zeroconf runs and the network
 carries mDNS. Without that, a node that restarts in 3 s waits for the next back-off step,
 and its desired values with it. So while a node is away this watch tries a plain TCP connect
-to its API port every PROBE_INTERVAL for PROBE_WINDOW; the first socket that connects is
-handed to ReconnectLogic (``async_adopt_connection``), which runs the normal handshake
-(encryption included) on it, so nothing is connected twice. After the window only the
-back-off remains: a node that stays away is not probed more than PROBE_WINDOW /
-PROBE_INTERVAL times per outage.
+to its API port, every PROBE_FAST for the first FAST_WINDOW (a restart: a host node is back
+in milliseconds, an ESP32 within seconds), then every PROBE_INTERVAL until PROBE_WINDOW; the
+first socket that connects is handed to ReconnectLogic (``async_adopt_connection``), which
+runs the normal handshake (encryption included) on it, so nothing is connected twice. After
+the window only the back-off remains: a node that stays away is probed at most
+FAST_WINDOW / PROBE_FAST + (PROBE_WINDOW - FAST_WINDOW) / PROBE_INTERVAL times (150) per
+outage, one SYN at a time.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from homeassistant.core import HomeAssistant
 
 _LOGGER = logging.getLogger(__name__)
 
-PROBE_INTERVAL = 1.0  # seconds between connect attempts
+PROBE_FAST = 0.25  # seconds between connect attempts, first FAST_WINDOW seconds
+FAST_WINDOW = 10.0
+PROBE_INTERVAL = 1.0  # seconds between connect attempts after that
 PROBE_TIMEOUT = 0.5  # seconds a connect attempt may take
 PROBE_WINDOW = 120.0  # seconds after the node went away; then back-off only
 
@@ -66,9 +70,9 @@ class ReturnWatch:
         self._task = None
 
     async def _watch(self) -> None:
-        deadline = time.monotonic() + PROBE_WINDOW
-        while time.monotonic() < deadline:
-            await asyncio.sleep(PROBE_INTERVAL)
+        start = time.monotonic()
+        while (elapsed := time.monotonic() - start) < PROBE_WINDOW:
+            await asyncio.sleep(PROBE_FAST if elapsed < FAST_WINDOW else PROBE_INTERVAL)
             if (sock := await self._probe()) is not None:
                 # Reachable: connected on it, or the handshake failed (a wrong key, say):
                 # either way the watch is over, ReconnectLogic goes on from here.

@@ -26,10 +26,13 @@ does nothing but follow them:
 from __future__ import annotations
 
 import asyncio
+import cProfile
 from dataclasses import dataclass, field
+import io
 import itertools
 import os
 from pathlib import Path
+import pstats
 import random
 import re
 import time
@@ -65,6 +68,9 @@ PERIOD_MS = int(os.environ.get("DX_BENCH_PEER_PERIOD_MS", "50"))
 # The node's frame cycle and Home Assistant's desired-frame cycle in frame mode.
 CYCLE_MS = int(os.environ.get("DX_BENCH_PEER_CYCLE_MS", "100"))
 WAYS = ("frame", "entity", "core_esphome", "raw_async_set")
+# DX_BENCH_PROFILE=frame,core_esphome: cProfile those ways' bursts into DX_BENCH_PROFILE_DIR.
+PROFILE = set(filter(None, os.environ.get("DX_BENCH_PROFILE", "").split(",")))
+PROFILE_DIR = os.environ.get("DX_BENCH_PROFILE_DIR", "/tmp")
 
 TIMEOUT = 10.0  # for one change to become visible; generous, a miss is a failure
 WIRE_KEYS = (
@@ -310,13 +316,25 @@ async def measure_cpu(
         next(values)
     final = float(base + BURST_TICKS)
     done = watch.expect(dict.fromkeys(way.ids, final))
+    profiler = cProfile.Profile() if way.name in PROFILE else None
     cpu0, wall0 = time.process_time(), time.perf_counter()
+    if profiler is not None:
+        profiler.enable()
     await driver.call("local_burst", ticks=BURST_TICKS, base=base)
     current[:] = [final] * POINTS
     within = window * 3 + TIMEOUT
     await watch.wait(done, within, f"{way.name}: burst to {final}")
     cpu = time.process_time() - cpu0
     wall = time.perf_counter() - wall0
+    if profiler is not None:
+        # The profile of the burst (its CPU figures are then inflated by the profiler;
+        # profile runs are for finding where the time goes, not for the tables).
+        profiler.disable()
+        target = Path(PROFILE_DIR) / f"{way.name}.prof"
+        profiler.dump_stats(target)
+        stream = io.StringIO()
+        pstats.Stats(profiler, stream=stream).sort_stats("cumulative").print_stats(60)
+        target.with_suffix(".txt").write_text(stream.getvalue())
     written = watch.updates - updates
     wire2 = wire(way)
     result = {

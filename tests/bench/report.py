@@ -83,7 +83,41 @@ def main() -> None:
         out.append("")
     for n, r in sorted(data.get("peers", {}).items(), key=lambda kv: int(kv[0])):
         out += core_section(n, r)
+    for n, r in sorted(data.get("return", {}).items(), key=lambda kv: int(kv[0])):
+        out += return_section(n, r)
     REPORT.write_text("\n".join(out) + "\n")
+
+
+def return_section(points: str, r: dict[str, Any]) -> list[str]:
+    """Benchmark 6 (tests/bench/bench_return.py)."""
+    ours, core = r["frame"], r["core_esphome"]
+    ratio = ours["connected_s"]["median"] / core["connected_s"]["median"]
+    return [
+        f"## 6. Node back after a restart ({points} points)",
+        "",
+        (
+            "The node is killed (SIGKILL) and started again with its firmware defaults;"
+            " from its API port accepting connections (probed every 5 ms) until Home"
+            " Assistant is connected again, and (ours) until every desired value is on the"
+            " node again, as a plain client subscribed to its states sees it."
+            f" {r['rounds']} restarts per way, no zeroconf (each integration's own reconnect"
+            " logic)."
+        ),
+        "",
+        "| | node up → connected | node up → desired values on the node |",
+        "|---|---|---|",
+        (
+            f"| {WAY_NAMES['frame']} | {fmt(ours['connected_s'], ' s')}"
+            f" | {fmt(ours['desired_s'], ' s')} |"
+        ),
+        (
+            f"| {WAY_NAMES['core_esphome']} | {fmt(core['connected_s'], ' s')}"
+            " | — (no desired values) |"
+        ),
+        "",
+        f"Connected, ours / Home Assistant's esphome integration (medians): {ratio:.2f}.",
+        "",
+    ]
 
 
 WAY_NAMES = {

@@ -55,6 +55,8 @@ async def test_a_node_that_returns_is_connected_by_the_watch(
 async def test_a_node_that_stays_away_is_probed_a_bounded_number_of_times(
     hass: HomeAssistant, sim_node: Node, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(reachability, "PROBE_FAST", 0.02)
+    monkeypatch.setattr(reachability, "FAST_WINDOW", 0.2)
     monkeypatch.setattr(reachability, "PROBE_INTERVAL", 0.05)
     monkeypatch.setattr(reachability, "PROBE_WINDOW", 0.5)
     entry = await setup_node(hass, sim_node)
@@ -67,7 +69,7 @@ async def test_a_node_that_stays_away_is_probed_a_bounded_number_of_times(
     assert task is not None
     await task
     probes = watch.probes
-    assert 1 <= probes <= 0.5 / 0.05 + 1
+    assert 1 <= probes <= 0.2 / 0.02 + 0.3 / 0.05 + 1
     assert not watch.watching
     # A failed back-off attempt later in the same outage starts no new watch.
     await manager.connection._on_connect_error(OSError("still away"))

@@ -91,8 +91,8 @@ CONFIG_SCHEMA = cv.Schema(
         cv.Optional(
             CONF_FAILSAFE_TIMEOUT, default="0s"
         ): cv.positive_time_period_milliseconds,
-        # A change frame carries the points that changed within this window (0 ms: each
-        # change at once, from its publish); the full state still goes every cycle.
+        # A change frame carries the points that changed within this window (0 ms: at
+        # once, those of one main-loop pass together); the full state still goes every cycle.
         cv.Optional(CONF_CHANGE_DELAY, default="0ms"): cv.All(
             cv.positive_time_period_milliseconds,
             cv.Range(max=cv.TimePeriod(seconds=60)),

@@ -300,9 +300,18 @@ void DataExchange::watch_point_(size_t index) {
 void DataExchange::mark_changed_(size_t index) {
   this->points_[index].changed = true;
   if (this->change_delay_ms_ == 0) {
-    // At once, from the publish itself: the frame then leaves with the API's current pass
-    // (from loop() it would wait for the next one, one main-loop interval later).
-    this->send_changes_();
+    // At once, but after the rest of this main-loop pass: every point published in the
+    // same pass (a sensor component's whole update, an action setting several points)
+    // goes out in one change frame. A deferred call runs at the start of the next pass,
+    // which follows without sleeping (the scheduler has work due); from loop() it would
+    // wait up to one main-loop interval (16 ms).
+    if (!this->flush_deferred_) {
+      this->flush_deferred_ = true;
+      this->defer([this]() {
+        this->flush_deferred_ = false;
+        this->send_changes_();
+      });
+    }
     return;
   }
   if (!this->any_changed_) {

@@ -167,6 +167,7 @@ class DataExchange : public Component, public api::CustomAPIDevice {
   uint32_t failsafe_ms_{0};
   uint32_t change_delay_ms_{0};
   bool any_changed_{false};     // a point changed since the last frame
+  bool flush_deferred_{false};  // change_delay 0: a change frame is due after this pass
   uint32_t first_change_ms_{0};  // when the first of them changed
   uint32_t model_id_{0};
   char model_hex_[9]{};
