@@ -42,7 +42,7 @@ def strtof(text: str) -> float:
         # A double that is itself a 32-bit float: the decimal lies within half a double's
         # step of it, far closer than to any other 32-bit float (integers, halves, ...).
         return candidate
-    if double != candidate and all(
+    if all(
         not math.isfinite(other) or double != (candidate + other) / 2
         for other in _f32_neighbours(candidate)
     ):

@@ -24,6 +24,7 @@ from custom_components.data_exchange.protocol import (
 from tests.firmware.conftest import CYCLE_MS, FAILSAFE_MS
 from tests.harness.dx_client import DxClient
 from tests.harness.node import FIRMWARE_DIR, Node, NodeBuild, NodeFactory, work_dir
+from tests.harness.yaml_gen import peer_node
 
 SIM_POINTS = [
     ("temperature", PointType.SENSOR),
@@ -683,3 +684,27 @@ async def test_a_change_goes_out_at_once_in_a_change_frame(dx: DxClient) -> None
     assert full.indices is None
     assert full.values[index] == 34.5
     assert len(full.values) == len(SIM_POINTS)
+
+
+async def test_points_set_in_one_pass_go_out_in_one_change_frame(
+    node_factory: NodeFactory,
+) -> None:
+    """Protocol 4, change_delay 0 (the default): the points published in one main-loop
+    pass (here one interval callback setting four numbers, as a sensor component publishes
+    its values in one update) reach the client in one change frame, not one frame each.
+
+    A cycle frame due in that very pass carries them first (1 s cycle, 50 ms tick: rare);
+    of three bursts at least one must come as one change frame with all four points."""
+    node = node_factory.start(peer_node(4, True, 50, 1000))
+    dx = await DxClient(node).connect()
+    try:
+        together = []
+        for base in (100, 200, 300):
+            await dx.next_frame()
+            await dx.call("local_burst", ticks=1, base=base)
+            want = (float(base + 1),) * 4
+            first = await dx.next_frame(lambda f, w=want: f.values == w, changes=True)
+            together.append(first.indices)
+        assert (0, 1, 2, 3) in together, together
+    finally:
+        await dx.disconnect()
