@@ -36,7 +36,7 @@ from custom_components.data_exchange.protocol import (
 )
 
 MODEL_EVENT = {
-    "v": "4",
+    "v": "5",
     "m": "0a1b2c3d",
     "c": "1000",
     "t": "0",
@@ -59,7 +59,7 @@ def _model() -> Model:
 
 def _frame(**changes: str) -> dict[str, str]:
     data = {
-        "v": "4",
+        "v": "5",
         "m": "0a1b2c3d",
         "s": "7",
         "u": "123456",
@@ -77,7 +77,7 @@ def _frame(**changes: str) -> dict[str, str]:
 
 def test_model_from_event() -> None:
     model = _model()
-    assert PROTOCOL_VERSION == 4
+    assert PROTOCOL_VERSION == 5
     assert model.model_id == "0a1b2c3d"
     assert model.cycle_ms == 1000
     assert [p.type for p in model.points] == list(PointType)
@@ -278,7 +278,7 @@ def test_change_frame_carries_the_points_at_its_positions() -> None:
 def test_a_change_frame_carries_values_only() -> None:
     """Protocol 4: the node's state (a q f r e o) travels in full frames only; a change
     frame without it is well-formed, a full frame without it is not."""
-    header = {"v": "4", "m": "0a1b2c3d", "s": "8", "u": "123457"}
+    header = {"v": "5", "m": "0a1b2c3d", "s": "8", "u": "123457"}
     frame = NodeFrame.from_event({**header, "i": "3", "x": "23"}, _model())
     assert (frame.seq, frame.indices, frame.values) == (8, (3,), (23.0,))
     for key in "aqfreo":

@@ -1,4 +1,4 @@
-"""The Data Exchange wire format (protocol version 4), as documented in docs/protocol.md.
+"""The Data Exchange wire format (protocol version 5), as documented in docs/protocol.md.
 
 Plain Python without Home Assistant imports: the firmware tests, the exchange engine and
 the benchmarks all use this one implementation. Everything decoded here comes from the
@@ -33,7 +33,7 @@ __all__ = [
     "encode_values",
 ]
 
-PROTOCOL_VERSION: Final = 4
+PROTOCOL_VERSION: Final = 5
 # Nodes send frames only to API clients whose Hello starts with this name.
 CLIENT_INFO_PREFIX: Final = "data_exchange"
 FRAME_EVENT: Final = "esphome.data_exchange"

@@ -350,7 +350,7 @@ async def test_describe_answer_says_where_the_node_stands(
     Home Assistant knows before its first desired frame whether the node restarted.
     Its token (k) changes with every boot as well."""
     assert dx.model is not None
-    assert PROTOCOL_VERSION == 4
+    assert PROTOCOL_VERSION == 5
     boot = dx.model.boot_id
     assert re.fullmatch(r"[0-9a-f]{16}", boot), boot
     assert re.fullmatch(r"[0-9a-f]{16}", dx.model.token)  # k, drawn per boot too

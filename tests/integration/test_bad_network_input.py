@@ -51,7 +51,7 @@ def frame(manager: NodeManager, **change: Any) -> dict[str, Any]:
     """A well-formed next frame carrying the forged values, with ``change`` applied."""
     assert manager.engine.model is not None
     return {
-        "v": "4",
+        "v": "5",
         "m": manager.engine.model.model_id,
         "s": str(manager.engine.stats.last_seq + 1),
         "a": "0",

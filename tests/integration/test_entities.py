@@ -310,15 +310,15 @@ async def test_entity_mode_write_while_offline_is_a_clear_error(
 async def test_a_node_of_another_protocol_version_is_refused_with_a_repair_issue(
     hass: HomeAssistant, node_factory: NodeFactory
 ) -> None:
-    """A node flashed with an older component (protocol 3) and a current Home Assistant
-    (protocol 4): nothing is exchanged, a translated repair issue names both versions and
+    """A node flashed with an older component (protocol 4) and a current Home Assistant
+    (protocol 5): nothing is exchanged, a translated repair issue names both versions and
     says what to update."""
     yaml = firmware_variant(
-        "sim-node-protocol-3",
+        "sim-node-protocol-4",
         "sim-node.yaml",
         sources={
             "components/data_exchange/data_exchange.h": {
-                "#define DX_PROTOCOL_VERSION 4": "#define DX_PROTOCOL_VERSION 3"
+                "#define DX_PROTOCOL_VERSION 5": "#define DX_PROTOCOL_VERSION 4"
             }
         },
     )
@@ -343,7 +343,7 @@ async def test_a_node_of_another_protocol_version_is_refused_with_a_repair_issue
     issue = issues.async_get_issue(DOMAIN, issue_id)
     assert issue is not None
     assert issue.translation_placeholders is not None
-    assert issue.translation_placeholders["node"] == "3"
-    assert issue.translation_placeholders["ours"] == "4"
+    assert issue.translation_placeholders["node"] == "4"
+    assert issue.translation_placeholders["ours"] == "5"
     assert not entity_ids(hass, entry, "number")  # nothing read, nothing exchanged
     assert await hass.config_entries.async_unload(entry.entry_id)

@@ -41,7 +41,7 @@ namespace esphome::data_exchange {
 
 /// Protocol version carried in every frame (key "v").
 #ifndef DX_PROTOCOL_VERSION
-#define DX_PROTOCOL_VERSION 4  // tests build an older one to see Home Assistant refuse it
+#define DX_PROTOCOL_VERSION 5  // tests build an older one to see Home Assistant refuse it
 #endif
 static constexpr uint8_t PROTOCOL_VERSION = DX_PROTOCOL_VERSION;
 /// Frames go only to API clients whose Hello names them with this prefix.
