@@ -147,6 +147,11 @@ class NodeFrame:
     indices: tuple[int, ...] | None = None
     # A full frame's values as sent (key "x"), to tell an unchanged one without decoding.
     text: str = field(default="", compare=False, repr=False)
+    # Measurement time (protocol 5, node_clock.py): per value its age in ms at ``uptime_ms``
+    # (key "w"; None for a point without a value, () when the node sent none), and the
+    # node's Unix time in ms when it sent the frame (key "d"; None without a time source).
+    ages: tuple[int | None, ...] = field(default=(), compare=False)
+    node_time_ms: int | None = field(default=None, compare=False)
 
     @classmethod
     def from_event(
@@ -170,6 +175,8 @@ class NodeFrame:
             types = [types[i] for i in indices]
         text = _field(data, "x")
         seq, uptime_ms = _uint(data, "s"), _uint(data, "u")
+        ages = _ages(data, len(types))
+        node_time_ms = _uint(data, "d") if "d" in data else None
         if indices is not None:
             # A change frame carries values only (protocol 4): acknowledgements, refusals,
             # counters, acquisition and fail-safe travel in full frames. Its header fields
@@ -185,6 +192,8 @@ class NodeFrame:
                 refusal=None,
                 values=decode_values(text, types),
                 indices=indices,
+                ages=ages,
+                node_time_ms=node_time_ms,
             )
         return cls(
             model_id=model_id,
@@ -202,6 +211,8 @@ class NodeFrame:
             and previous.model_id == model_id
             else decode_values(text, types),
             text=text,
+            ages=ages,
+            node_time_ms=node_time_ms,
         )
 
     @property
@@ -262,6 +273,16 @@ def _indices(text: str, count: int) -> tuple[int, ...]:
     if any(b <= a for a, b in itertools.pairwise(indices)) or (indices[-1] >= count):
         raise ProtocolError(f"point positions {text[:32]!r} out of order or range")
     return indices
+
+
+def _ages(data: Mapping[str, str], count: int) -> tuple[int | None, ...]:
+    """Key ``w``: one age (ms, decimal) or an empty field per value; () when absent."""
+    if "w" not in data:
+        return ()
+    parts = _field(data, "w").split(",")
+    if len(parts) != count or not all(p == "" or _is_uint(p) for p in parts):
+        raise ProtocolError("malformed value ages")
+    return tuple(int(p) if p else None for p in parts)
 
 
 def _is_uint(text: str) -> bool:

@@ -8,7 +8,7 @@ The wire format is documented in docs/protocol.md.
 
 import esphome.codegen as cg
 import esphome.config_validation as cv
-from esphome.const import CONF_ID
+from esphome.const import CONF_ID, CONF_TIME_ID
 
 from esphome import automation
 from esphome.components import (
@@ -19,6 +19,7 @@ from esphome.components import (
     switch,
     text,
     text_sensor,
+    time,
 )
 
 CODEOWNERS = ["@data-exchange"]
@@ -97,6 +98,8 @@ CONFIG_SCHEMA = cv.Schema(
             cv.positive_time_period_milliseconds,
             cv.Range(max=cv.TimePeriod(seconds=60)),
         ),
+        # A time source (homeassistant, sntp, host): frames carry the node's Unix time.
+        cv.Optional(CONF_TIME_ID): cv.use_id(time.RealTimeClock),
         # Components that sample sensors: stopped while acquisition is paused.
         cv.Optional(CONF_ACQUISITION, default=[]): cv.ensure_list(
             cv.use_id(cg.PollingComponent)
@@ -117,6 +120,8 @@ async def to_code(config):
     cg.add(var.set_cycle(config[CONF_CYCLE]))
     cg.add(var.set_failsafe_timeout(config[CONF_FAILSAFE_TIMEOUT]))
     cg.add(var.set_change_delay(config[CONF_CHANGE_DELAY]))
+    if CONF_TIME_ID in config:
+        cg.add(var.set_time(await cg.get_variable(config[CONF_TIME_ID])))
     for point in config[CONF_POINTS]:
         kind = next(k for k in POINT_TYPES if k in point)
         _, adder, _ = POINT_TYPES[kind]

@@ -88,8 +88,10 @@ void DataExchange::setup() {
   this->register_service(&DataExchange::on_write, WRITE_ACTION,
                          {"token", "seq", "seen", "model", "values", "acquisition"});
   this->register_service(&DataExchange::on_describe, DESCRIBE_ACTION);
-  for (size_t i = 0; i < this->points_.size(); i++)
+  for (size_t i = 0; i < this->points_.size(); i++) {
     this->watch_point_(i);
+    this->clock_.add_point();
+  }
   this->restart_cycle_();
   this->arm_failsafe_();
 }
@@ -229,17 +231,22 @@ void DataExchange::send_frame_() {
     return;  // nothing to send, nothing to encode; the sequence number counts frames sent
   uint64_t seq = this->seq_ + 1;
   this->values_buf_.clear();
+  this->ages_buf_.clear();
+  this->clock_.begin_frame();
   bool first = true;
-  for (auto &p : this->points_) {
+  for (size_t i = 0; i < this->points_.size(); i++) {
+    Point &p = this->points_[i];
     if (!first)
       this->values_buf_ += ',';
-    first = false;
+    size_t start = this->values_buf_.size();
     // Writable points were just encoded by detect_local_changes_(): reuse that.
     if (p.writable()) {
       this->values_buf_ += p.expected;
     } else {
       this->encode_point_(p, this->values_buf_);
     }
+    this->clock_.append_age(i, this->values_buf_.size() == start, first, this->ages_buf_);
+    first = false;
   }
   this->seq_ = seq;
   this->last_frame_ms_ = millis();
@@ -299,6 +306,7 @@ void DataExchange::watch_point_(size_t index) {
 
 void DataExchange::mark_changed_(size_t index) {
   this->points_[index].changed = true;
+  this->clock_.stamp(index);
   if (this->change_delay_ms_ == 0) {
     // At once, but after the rest of this main-loop pass: every point published in the
     // same pass (a sensor component's whole update, an action setting several points)
@@ -334,6 +342,8 @@ void DataExchange::send_changes_() {
   uint64_t seq = this->seq_ + 1;
   this->values_buf_.clear();
   this->indices_buf_.clear();
+  this->ages_buf_.clear();
+  this->clock_.begin_frame();
   size_t count = 0;
   char index_text[12];
   for (size_t i = 0; i < this->points_.size(); i++) {
@@ -355,13 +365,15 @@ void DataExchange::send_changes_() {
       p.expected = this->scratch_;
       p.expected_valid = true;
     }
-    if (count++ != 0) {
+    bool first = count++ == 0;
+    if (!first) {
       this->values_buf_ += ',';
       this->indices_buf_ += ',';
     }
     snprintf(index_text, sizeof(index_text), "%u", static_cast<unsigned>(i));
     this->indices_buf_ += index_text;
     this->values_buf_ += this->scratch_;
+    this->clock_.append_age(i, this->scratch_.empty(), first, this->ages_buf_);
   }
   if (count == 0)
     return;
@@ -373,27 +385,33 @@ void DataExchange::send_node_frame_(const std::string *indices) {
   // A full frame carries the node's state with every point's value. A change frame
   // (protocol 4) carries values only, with their positions ("i"): acknowledgements,
   // refusals, counters, acquisition and fail-safe state wait for the next full frame.
-  static const char *const FULL_KEYS[] = {"v", "m", "s", "u", "x", "a", "q", "f", "r", "e", "o"};
-  static const char *const CHANGE_KEYS[] = {"v", "m", "s", "u", "x", "i"};
-  std::string vals[11];
+  // Both carry each value's age ("w") and, with a valid time source, the node's Unix
+  // time ("d", last: left out otherwise); ages count from the frame's uptime "u".
+  static const char *const FULL_KEYS[] = {"v", "m", "s", "u", "x", "w", "a", "q", "f", "r", "e", "o", "d"};
+  static const char *const CHANGE_KEYS[] = {"v", "m", "s", "u", "x", "w", "i", "d"};
+  std::string vals[13];
   vals[0] = std::to_string(PROTOCOL_VERSION);
   vals[1] = this->model_hex_;
   vals[2] = std::to_string(this->seq_);
-  vals[3] = std::to_string(millis_64());
+  vals[3] = std::to_string(this->clock_.begin_frame_ms());
   vals[4].swap(this->values_buf_);
+  vals[5].swap(this->ages_buf_);
   if (indices != nullptr) {
-    vals[5] = *indices;
-    this->send_event_(FRAME_EVENT, CHANGE_KEYS, vals, 6);
+    vals[6] = *indices;
+    size_t count = this->clock_.unix_ms(vals[7]) ? 8 : 7;
+    this->send_event_(FRAME_EVENT, CHANGE_KEYS, vals, count);
   } else {
-    vals[5] = std::to_string(this->applied_seq_);
-    vals[6] = this->acquisition_running_ ? "1" : "0";
-    vals[7] = this->failsafe_active_ ? "1" : "0";
-    vals[8] = std::to_string(this->refused_frames_);
-    vals[9] = this->last_refusal_;
-    vals[10] = std::to_string(this->foreign_requests_);
-    this->send_event_(FRAME_EVENT, FULL_KEYS, vals, 11);
+    vals[6] = std::to_string(this->applied_seq_);
+    vals[7] = this->acquisition_running_ ? "1" : "0";
+    vals[8] = this->failsafe_active_ ? "1" : "0";
+    vals[9] = std::to_string(this->refused_frames_);
+    vals[10] = this->last_refusal_;
+    vals[11] = std::to_string(this->foreign_requests_);
+    size_t count = this->clock_.unix_ms(vals[12]) ? 13 : 12;
+    this->send_event_(FRAME_EVENT, FULL_KEYS, vals, count);
   }
-  this->values_buf_.swap(vals[4]);  // keep the grown buffer for the next frame
+  this->values_buf_.swap(vals[4]);  // keep the grown buffers for the next frame
+  this->ages_buf_.swap(vals[5]);
 }
 
 void DataExchange::on_describe() {

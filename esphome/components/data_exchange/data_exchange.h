@@ -13,6 +13,7 @@
 #include "esphome/core/automation.h"
 #include "esphome/core/component.h"
 #include "esphome/core/defines.h"
+#include "clock.h"
 #include "rules.h"
 // Only the entity types a node has are compiled (USE_<TYPE> comes from ESPHome).
 #ifdef USE_SENSOR
@@ -94,6 +95,10 @@ class DataExchange : public Component, public api::CustomAPIDevice {
   void set_cycle(uint32_t ms) { this->cycle_ms_ = ms; }
   void set_failsafe_timeout(uint32_t ms) { this->failsafe_ms_ = ms; }
   void set_change_delay(uint32_t ms) { this->change_delay_ms_ = ms; }
+#ifdef USE_TIME
+  /// `time_id:`: frames carry the node's Unix time (key "d") while this clock is valid.
+  void set_time(time::RealTimeClock *time) { this->clock_.set_time(time); }
+#endif
 #ifdef USE_SENSOR
   void add_sensor(sensor::Sensor *s) { this->add_point_(PointType::SENSOR, s); }
 #endif
@@ -193,6 +198,8 @@ class DataExchange : public Component, public api::CustomAPIDevice {
   // Buffers reused every cycle, so a frame allocates nothing once they have grown.
   std::string values_buf_;
   std::string indices_buf_;
+  std::string ages_buf_;  // key "w": the age of each value (clock.h)
+  MeasurementClock clock_;
   std::string scratch_;
   std::vector<std::string> fields_;
 };
