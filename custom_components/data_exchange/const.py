@@ -43,6 +43,8 @@ ATTR_STALE: Final = "stale"
 ATTR_CHANGED_AT: Final = "changed_at"
 ATTR_CHANGED_BY: Final = "changed_by"
 ATTR_REPORTED_AT: Final = "reported_at"
+# When the node measured the reported value (node_clock.py); ISO 8601 UTC.
+ATTR_MEASURED_AT: Final = "measured_at"
 ATTR_PENDING_VALUE: Final = "pending_value"
 ATTR_PENDING_CHANGED_BY: Final = "pending_changed_by"
 ATTR_PENDING_SINCE: Final = "pending_since"

@@ -67,6 +67,10 @@ async def async_get_config_entry_diagnostics(
             "seen": engine.seen,
             "node_boot": engine.node_boot,
             "node_uptime_ms": engine.node_uptime_ms,
+            # Measurement time (node_clock.py): the node's time source and clock offset.
+            "node_clock": None
+            if (clock := getattr(node.exchange, "clock", None)) is None
+            else clock.as_dict(),
             "last_refusal": None
             if engine.last_refusal is None
             else asdict(engine.last_refusal),

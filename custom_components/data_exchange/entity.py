@@ -27,6 +27,7 @@ from .const import (
     ATTR_PENDING_SINCE,
     ATTR_PENDING_VALUE,
     ATTR_REASON,
+    ATTR_MEASURED_AT,
     ATTR_REPORTED_AT,
     ATTR_STALE,
     DOMAIN,
@@ -69,7 +70,8 @@ class PointEntity(DataExchangeEntity):
     """An entity for one point of the node.
 
     Attributes: ``stale``, ``changed_by`` (who caused the value: the node, a user, an
-    automation), while stale ``reported_at`` (when the node reported it) and, for writable
+    automation), ``measured_at`` (when the node measured the value, node_clock.py), while
+    stale ``reported_at`` (when the node reported it) and, for writable
     points, ``pending_value``, ``pending_changed_by``, ``pending_since``: a desired value
     written in Home Assistant that the node does not show yet (None while nothing waits).
     Attribute names are translated (translation key ``point``); the name is the node's.
@@ -128,6 +130,9 @@ class PointEntity(DataExchangeEntity):
         reported = node.reported(self.point.index)
         if stale and reported is not None:
             attrs[ATTR_REPORTED_AT] = _iso(reported.wall)
+        if reported is not None and reported.measured:
+            # Set when the value changed: an unchanged value writes no state.
+            attrs[ATTR_MEASURED_AT] = _iso(reported.measured)
         if self.point.type.writable:
             # What waits for the node: the value, who wrote it, since when.
             waiting = node.pending(self.point.index)

@@ -39,7 +39,7 @@ from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers.event import async_track_time_interval
 from homeassistant.util import dt as dt_util
 
-from .const import ATTR_CHANGED_BY, DOMAIN
+from .const import ATTR_CHANGED_BY, ATTR_MEASURED_AT, DOMAIN
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -64,7 +64,9 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 # How Home Assistant writes a number in a state; such values of numeric points stay bare.
 _DECIMAL = re.compile(r"-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
 
-HEADER = ("time", "entity_id", "value", "changed_by")
+# ``time``: when Home Assistant recorded the value; ``measured_at``: when the node measured
+# it (its attribute; empty when unknown, e.g. history from before protocol 5).
+HEADER = ("time", "entity_id", "value", "changed_by", "measured_at")
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +144,7 @@ async def async_export(
 
 def _point_rows(
     hass: HomeAssistant, column: ExportColumn, start: datetime, end: datetime
-) -> Iterator[tuple[datetime, str, str | _Bare, str]]:
+) -> Iterator[tuple[datetime, str, str | _Bare, str, str]]:
     """One point's recorded changes in [start, end), read EXPORT_PAGE rows at a time."""
     from homeassistant.components.recorder.history import state_changes_during_period
 
@@ -168,6 +170,7 @@ def _point_rows(
                 entity_id,
                 value_cell(state.state, column.numeric),
                 neutralise(str(state.attributes.get(ATTR_CHANGED_BY, ""))),
+                neutralise(str(state.attributes.get(ATTR_MEASURED_AT, ""))),
             )
         if len(page) < EXPORT_PAGE or last is None:
             return
@@ -199,9 +202,11 @@ def write_csv(
                 *(_point_rows(hass, c, start, end) for c in columns),
                 key=lambda r: (r[0], r[1]),
             )
-            for changed, entity_id, value, changed_by in merged:
+            for changed, entity_id, value, changed_by, measured in merged:
                 # Our own ISO time and a valid entity id never begin with a formula sign.
-                writer.writerow((changed.isoformat(), entity_id, value, changed_by))
+                writer.writerow(
+                    (changed.isoformat(), entity_id, value, changed_by, measured)
+                )
                 rows += 1
         part.replace(path)
     except BaseException:

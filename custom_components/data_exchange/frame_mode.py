@@ -26,6 +26,7 @@ from .describe import Describe
 from .heartbeat import DesiredSchedule
 from .listeners import Topic
 from .modes import ExchangeMode
+from .node_clock import NodeClock, stamp_measured
 from .protocol import (
     FRAME_EVENT,
     MODEL_EVENT,
@@ -57,12 +58,14 @@ class FrameMode(ExchangeMode):
         self._refusal_logged = False
         self._previous: NodeFrame | None = None  # the last full frame taken
         self.schedule = DesiredSchedule(node.desired_interval)
+        self.clock = NodeClock()  # measurement times (display and export only)
 
     # ---- session ----
 
     async def async_read_model(self) -> Model:
         self._ready = False
         self._previous = None
+        self.clock.reset()
         return await self.describe.async_request()
 
     @property
@@ -111,9 +114,11 @@ class FrameMode(ExchangeMode):
             # which reads the model again; within one connection it is a malformed frame.
             self._malformed(err)
             return
-        now = time.monotonic()
-        result = engine.on_frame(frame, now, time.time())
+        now, wall = time.monotonic(), time.time()
+        result = engine.on_frame(frame, now, wall)
         if result.accepted:
+            self.clock.on_frame(frame.uptime_ms, frame.node_time_ms, wall)
+            stamp_measured(engine.reported, frame, result.changed, self.clock)
             if frame.indices is None:
                 self._previous = frame
             self._apply(result, now)

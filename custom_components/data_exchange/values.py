@@ -36,6 +36,8 @@ class Stamped:
     was set, for display. For a desired value, ``seq`` is the first desired frame that
     carried it to the node's current boot (0: not sent yet); until the node acknowledges
     that frame the value is pending. ``group`` ties the values of one grouped write.
+    ``measured`` (reported values, wall time; 0: unknown) is when the node measured it
+    (node_clock.py), for display and export only.
     """
 
     value: Value
@@ -44,6 +46,7 @@ class Stamped:
     wall: float = field(default=0.0, compare=False)
     seq: int = field(default=0, compare=False)
     group: int = field(default=0, compare=False)
+    measured: float = field(default=0.0, compare=False)
 
 
 @dataclass(slots=True)
@@ -193,7 +196,10 @@ def same(a: Value, b: Value) -> bool:
 
 
 def stamped_as_dict(s: Stamped) -> dict[str, Any]:
-    return {"value": s.value, "wall": s.wall, "changed_by": s.changed_by, "seq": s.seq}
+    raw = {"value": s.value, "wall": s.wall, "changed_by": s.changed_by, "seq": s.seq}
+    if s.measured:
+        raw["measured"] = s.measured
+    return raw
 
 
 def stamped_from_dict(raw: dict[str, Any], ptype: PointType) -> Stamped:
@@ -212,6 +218,7 @@ def stamped_from_dict(raw: dict[str, Any], ptype: PointType) -> Stamped:
         str(raw["changed_by"]),
         float(raw.get("wall", raw.get("time", 0.0))),
         seq=int(raw.get("seq", 0)),
+        measured=float(raw.get("measured", 0.0)),
     )
 
 

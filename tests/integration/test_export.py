@@ -136,6 +136,7 @@ async def test_export_gives_exactly_the_recorded_rows(
                     new.entity_id,
                     new.state,
                     new.attributes.get("changed_by", ""),
+                    new.attributes.get("measured_at", ""),
                 ]
             )
 
@@ -177,8 +178,10 @@ async def test_export_gives_exactly_the_recorded_rows(
     assert kept <= dt_util.utcnow() + RETENTION
     raw = await hass.async_add_executor_job(path.read_bytes)
     rows = list(csv.reader(io.StringIO(raw.decode(), newline="")))
-    assert rows[0] == ["time", "entity_id", "value", "changed_by"]
+    assert rows[0] == ["time", "entity_id", "value", "changed_by", "measured_at"]
     assert rows[1:] == expected
+    # The node's measurement time of each value (node_clock.py), from its attribute.
+    assert all(dt_util.parse_datetime(r[4]) is not None for r in rows[1:]), rows
     assert [r[2] for r in rows[1:] if r[1] == setpoint] == ["22.0", "23.5", "25.0"]
     assert {r[3] for r in rows[1:]} == {"home_assistant"}
     # The link works at once (before: /local/ gave 404 until a restart, when www/ was new).
@@ -408,13 +411,19 @@ async def test_formulas_from_a_node_are_neutralised(
     # Unquoted cells must be numbers: reading with QUOTE_NONNUMERIC turns them into floats
     # and fails on any unquoted text.
     rows = list(csv.reader(io.StringIO(text, newline=""), quoting=csv.QUOTE_NONNUMERIC))
-    assert rows[0] == ["time", "entity_id", "value", "changed_by"]
+    assert rows[0] == ["time", "entity_id", "value", "changed_by", "measured_at"]
     notes = [r[2] for r in rows[1:] if r[1] == note]
     levels = [r[2] for r in rows[1:] if r[1] == level]
     assert notes == [f"'{p}" if p[0] in "=+-@\t\r" else p for p in PAYLOADS], notes
     assert levels == list(LEVELS * 3), levels
     for row in rows[1:]:
-        for cell in (row[0], row[1], row[3], *([row[2]] if row[1] == note else [])):
+        for cell in (
+            row[0],
+            row[1],
+            row[3],
+            row[4],
+            *([row[2]] if row[1] == note else []),
+        ):
             assert isinstance(cell, str), row
             assert not cell.startswith(FORMULA_START), row
     # As a spreadsheet reads it: the formula stays quoted text, the number is bare.
