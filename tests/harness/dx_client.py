@@ -61,10 +61,16 @@ class DxClient(Peer):
                 # A change frame: shown with every point, the others as last reported
                 # (frame.indices says which points it carried), and with the node's
                 # state of the last full frame (a change frame carries values only).
+                # Ages (key "w") count from the frame's uptime: those of the points it
+                # did not carry grow by the time since the last frame.
                 last = self._frames[-1]
                 merged = list(last.values)
-                for index, value in zip(frame.indices, frame.values, strict=True):
-                    merged[index] = value
+                grown = frame.uptime_ms - last.uptime_ms
+                ages = [None if a is None else a + grown for a in last.ages]
+                for n, index in enumerate(frame.indices):
+                    merged[index] = frame.values[n]
+                    if index < len(ages) and n < len(frame.ages):
+                        ages[index] = frame.ages[n]
                 frame = dataclasses.replace(
                     last,
                     seq=frame.seq,
@@ -72,6 +78,8 @@ class DxClient(Peer):
                     values=tuple(merged),
                     indices=frame.indices,
                     text="",
+                    ages=tuple(ages),
+                    node_time_ms=frame.node_time_ms,
                 )
             self._frames.append(frame)
             self._new_frame.set()
