@@ -38,7 +38,11 @@ async def test_ages_follow_publish_times(dx: DxClient) -> None:
     assert dx.model is not None
     temperature = dx.point_index("temperature")
     setpoint = dx.point_index("setpoint")
-    frames = [await dx.next_frame(lambda f: None not in f.values[:3])]
+    # From the fail-safe on (no desired frame for 1.5 s: it sets the setpoint once), the
+    # setpoint is not published again until the write below.
+    frames = [
+        await dx.next_frame(lambda f: f.failsafe_active and None not in f.values[:3])
+    ]
     frames += [await dx.next_frame() for _ in range(15)]
     for frame in frames:
         _check_ages(frame)
