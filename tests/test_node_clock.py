@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 from hypothesis import given, strategies as st
-from pytest import approx
+import pytest
 
 from custom_components.data_exchange.node_clock import NodeClock, stamp_measured
 from custom_components.data_exchange.persistence import engine_as_dict, restore_engine
@@ -76,7 +76,9 @@ def test_uptime_mapping_is_monotonic_and_matches_ages(
     assert clock.wall_time_of_uptime(uptime) is None
 
 
-def _frame(seq: int, values: tuple[object, ...], w: tuple[int | None, ...]) -> NodeFrame:
+def _frame(
+    seq: int, values: tuple[object, ...], w: tuple[int | None, ...]
+) -> NodeFrame:
     f = frame(seq, 0, values)  # type: ignore[arg-type]
     return dataclasses.replace(f, ages=w)
 
@@ -91,13 +93,13 @@ def test_measured_only_when_the_value_changes() -> None:
 
     take(_frame(1, (20.0, 21.0, False), (300, 5000, 5000)), 1000.0)
     measured = [s.measured for s in engine.reported if s is not None]
-    assert measured == approx([999.7, 995.0, 995.0])
+    assert measured == pytest.approx([999.7, 995.0, 995.0])
     # Unchanged values, growing ages (every full frame): nothing moves.
     take(_frame(2, (20.0, 21.0, False), (1300, 6000, 6000)), 1001.0)
     assert [s.measured for s in engine.reported if s is not None] == measured
     # The sensor changed: only it gets a new time.
     take(_frame(3, (20.5, 21.0, False), (100, 7000, 7000)), 1002.0)
-    assert [s.measured for s in engine.reported if s is not None] == approx(
+    assert [s.measured for s in engine.reported if s is not None] == pytest.approx(
         [1001.9, 995.0, 995.0]
     )
     # A change frame carries the ages of its points, in its order.
@@ -106,12 +108,12 @@ def test_measured_only_when_the_value_changes() -> None:
     )
     take(change, 1003.0)
     assert engine.reported[1] is not None
-    assert engine.reported[1].measured == approx(1002.96)
+    assert engine.reported[1].measured == pytest.approx(1002.96)
     # Survives the Store (and a Store without it reads as unknown).
     data = engine_as_dict(engine)
     restored = make_engine()
     restore_engine(restored, data)
-    assert [s.measured for s in restored.reported if s is not None] == approx(
+    assert [s.measured for s in restored.reported if s is not None] == pytest.approx(
         [1001.9, 1002.96, 995.0]
     )
     raw = stamped_as_dict(Stamped(1.0, 0.0, CHANGED_BY_NODE, 5.0))

@@ -23,11 +23,11 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .const import (
     ATTR_CHANGED_BY,
+    ATTR_MEASURED_AT,
     ATTR_PENDING_CHANGED_BY,
     ATTR_PENDING_SINCE,
     ATTR_PENDING_VALUE,
     ATTR_REASON,
-    ATTR_MEASURED_AT,
     ATTR_REPORTED_AT,
     ATTR_STALE,
     DOMAIN,

@@ -56,7 +56,9 @@ class NodeClock:
         self.node_time_ms = None
         self.received = 0.0
 
-    def on_frame(self, uptime_ms: int, node_time_ms: int | None, received: float) -> None:
+    def on_frame(
+        self, uptime_ms: int, node_time_ms: int | None, received: float
+    ) -> None:
         self.uptime_ms = uptime_ms
         self.node_time_ms = node_time_ms
         self.received = received

@@ -13,7 +13,13 @@ from homeassistant.util import dt as dt_util
 
 from custom_components.data_exchange.frame_mode import FrameMode
 from tests.harness.node import Node
-from tests.integration.conftest import FAST_OPTIONS, FrameWatch, entity_ids, setup_node, until
+from tests.integration.conftest import (
+    FAST_OPTIONS,
+    FrameWatch,
+    entity_ids,
+    setup_node,
+    until,
+)
 
 
 def _measured(hass: HomeAssistant, entity_id: str) -> float | None:
