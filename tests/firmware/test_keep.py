@@ -219,5 +219,5 @@ async def test_record_of_another_layout_is_ignored(
 
 def test_keep_yaml_is_where_the_tests_expect(nodes_dir: Path) -> None:
     text = (nodes_dir / "keep.yaml").read_text()
-    assert "keep_desired: true" in text
+    assert "keep_desired: ${keep}" in text and "keep: \"true\"" in text
     assert "restore_value:" not in text  # only the kept record restores values
