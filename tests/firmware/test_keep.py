@@ -11,14 +11,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
+import shutil
+import subprocess
 import time
 
 import pytest
 
 from custom_components.data_exchange.protocol import Value
-from tests.conftest import NODES
+from tests.conftest import FIRMWARE, NODES
 from tests.harness.dx_client import DxClient
-from tests.harness.node import Node, NodeFactory
+from tests.harness.node import Node, NodeFactory, esphome_command
 from tests.harness.peer import Peer
 
 KEEP = NODES / "keep.yaml"
@@ -219,5 +221,31 @@ async def test_record_of_another_layout_is_ignored(
 
 def test_keep_yaml_is_where_the_tests_expect(nodes_dir: Path) -> None:
     text = (nodes_dir / "keep.yaml").read_text()
-    assert "keep_desired: ${keep}" in text and "keep: \"true\"" in text
+    assert "keep_desired: ${keep}" in text and 'keep: "true"' in text
     assert "restore_value:" not in text  # only the kept record restores values
+
+
+def test_config_refuses_a_record_that_does_not_fit(tmp_path: Path) -> None:
+    """A text counts its max_length in the record: 255 bytes do not fit with the header
+    and the other points, so `esphome config` refuses it (nothing is truncated)."""
+    root = tmp_path / "esphome"
+    shutil.copytree(FIRMWARE, root, ignore=shutil.ignore_patterns(".esphome"))
+    sim = (root / "sim-node.yaml").read_text()
+    assert "keep_desired: true" in sim and "    max_length: 32\n" in sim
+    for text, valid in (
+        (sim, True),
+        (sim.replace("max_length: 32", "max_length: 255"), False),
+    ):
+        (root / "keep-node.yaml").write_text(text)
+        result = subprocess.run(
+            [*esphome_command(), "config", "keep-node.yaml"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+        output = result.stdout + result.stderr
+        assert (result.returncode == 0) is valid, output[-3000:]
+        if not valid:
+            assert "keep_desired: the kept record would take" in output, output[-3000:]

@@ -42,7 +42,10 @@ async def _write(hass: HomeAssistant, entry: MockConfigEntry) -> tuple[str, str]
         "number", "set_value", {"entity_id": setpoint, "value": 27.5}, blocking=True
     )
     await hass.services.async_call(
-        "select", "select_option", {"entity_id": mode, "option": "comfort"}, blocking=True
+        "select",
+        "select_option",
+        {"entity_id": mode, "option": "comfort"},
+        blocking=True,
     )
     manager: NodeManager = entry.runtime_data
     await until(
@@ -78,8 +81,10 @@ async def test_node_restarted_while_home_assistant_away_keeps_its_desired_values
     # Before Home Assistant is back: the node runs with the kept values, not its defaults.
     async with Peer(node, "test observer", states=True) as view:
         await view.until(
-            lambda: view.states.get("setpoint") == 27.5
-            and view.states.get("mode") == "comfort"
+            lambda: (
+                view.states.get("setpoint") == 27.5
+                and view.states.get("mode") == "comfort"
+            )
         )
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
