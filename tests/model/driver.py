@@ -58,6 +58,8 @@ DELAY = 1.5
 NODE_SUBSTITUTIONS = {"cycle": "100ms"}
 # API keepalive in these tests: a frozen node is dropped after 4.5 intervals (1.35 s).
 KEEPALIVE = 0.3
+# The simulated node keeps its desired values (data_exchange keep_desired).
+KEEP = "keep_desired: true" in (FIRMWARE / "sim-node.yaml").read_text()
 # Converged within this many node frames of the connection being up, or of a write ...
 MAX_FRAMES = 2
 # ... or, when Home Assistant must first judge the node's report (a write made while the node
@@ -217,7 +219,7 @@ class World:
         self.observer: Observer | None = None
         self.entry: MockConfigEntry | None = None
         self.probe: FrameProbe | None = None
-        self.model = Exchange(DELAY)
+        self.model = Exchange(DELAY, keep=KEEP)
         self.entities: dict[str, str] = {}
         self.clock_offset = 0.0
         self.problems: list[logging.LogRecord] = []
@@ -349,7 +351,7 @@ class World:
         self.proxy.release()
         self.proxy.cut()
         self.clock_offset = 0.0
-        self.model = Exchange(DELAY)
+        self.model = Exchange(DELAY, keep=KEEP)
         self.max_r = 0
         self.last_e = ""
         self.problems.clear()
