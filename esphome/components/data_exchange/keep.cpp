@@ -209,13 +209,17 @@ void DataExchange::keep_write_() {
 }
 
 void DataExchange::on_shutdown() {
-  // A change still waiting for its interval is written now, and committed: a clean
-  // shutdown loses nothing (ESPHome's own syncer may run before this component).
-  if (this->keep_.size == 0 || !this->keep_.pending)
+  // What the points hold now (also a change since the last cycle, or one waiting for the
+  // interval) is written and committed: a clean shutdown loses nothing (ESPHome's own
+  // syncer may run before this component).
+  if (this->keep_.size == 0)
     return;
+  this->detect_local_changes_();
   this->keep_.cooling = false;
+  uint32_t writes = this->keep_.writes;
   this->keep_note_();
-  global_preferences->sync();
+  if (this->keep_.writes != writes)
+    global_preferences->sync();
 }
 
 }  // namespace esphome::data_exchange
