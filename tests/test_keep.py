@@ -59,7 +59,8 @@ def test_restart_with_the_kept_frame_keeps_every_value_applied() -> None:
     assert args["values"] == "25,1"
     # The node reports its kept values before it applied anything on this boot (a = 0).
     result = engine.on_frame(frame(1, 0, (20.0, 25.0, True)), 100.1)
-    assert result.adopted == [] and not result.desired_changed
+    assert result.adopted == []
+    assert not result.desired_changed
     assert engine.seen == 1  # judged, not deferred
     # A local change after the restart: no window was reopened, so it is adopted (rule 6).
     result = engine.on_frame(frame(2, 0, (20.0, 30.0, True)), 100.2)
@@ -70,16 +71,18 @@ def test_restart_with_the_kept_frame_keeps_every_value_applied() -> None:
 
 def test_values_written_after_the_kept_frame_are_sent_again() -> None:
     engine = make_engine()
-    first, second = _written(engine)
+    first, _ = _written(engine)
     relay = engine.desired[2]
     # The record of the second frame had not reached the node's flash when it restarted.
     assert engine.start_session(OTHER_BOOT, 0, kept_seq=first) is True
     assert engine.acked_seq == first
-    assert engine.desired[1].seq != 0 and engine.desired[1].time == 10.0
+    assert engine.desired[1].seq != 0
+    assert engine.desired[1].time == 10.0
     assert relay.seq == 0  # pending again
     args = engine.next_desired_frame(100.0).args()
     assert engine.frame_carries_writes
-    assert relay.seq == seq_of(args) and relay.time == 100.0  # its window from now
+    assert relay.seq == seq_of(args)  # its window from now
+    assert relay.time == 100.0
     # The node started with the first frame's values (relay off): deferred, not adopted.
     result = engine.on_frame(frame(1, 0, (20.0, 25.0, False)), 100.1)
     assert result.adopted == []
@@ -102,7 +105,8 @@ def test_without_a_kept_frame_a_restart_reapplies_everything() -> None:
     engine = make_engine()
     _written(engine)
     assert engine.start_session(OTHER_BOOT, 4) is True
-    assert engine.acked_seq == 0 and engine.seen == 4
+    assert engine.acked_seq == 0
+    assert engine.seen == 4
     assert all(s.seq == 0 for s in engine.desired.values())
 
 
@@ -112,7 +116,8 @@ def test_the_kept_frame_means_nothing_on_the_same_boot() -> None:
     engine.write(1, 26.0, "user:abc", now=30.0)  # not sent yet
     assert engine.start_session(BOOT, 9, kept_seq=first) is False
     assert engine.acked_seq == second  # unchanged by g
-    assert engine.desired[1].seq == 0 and engine.desired[2].seq != 0
+    assert engine.desired[1].seq == 0
+    assert engine.desired[2].seq != 0
 
 
 def test_acquisition_kept_like_a_point() -> None:

@@ -36,10 +36,10 @@ def _prefs(node: Node) -> bytes:
     return b"".join(f.read_bytes() for f in files)
 
 
-async def _until(check: Callable[[], bool], timeout: float = 15.0) -> float:
+async def _until(check: Callable[[], bool], within: float = 15.0) -> float:
     """Polls ``check`` (a file on disk: a killed node sends no event) until it holds;
     returns the monotonic time it first held."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while not check():
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached")
@@ -167,7 +167,7 @@ async def test_local_change_while_away_is_kept_with_the_older_frame(
     async with Peer(keep_node, "a person at the device") as peer:
         await peer.call("local_set_setpoint", value=33.0)
     # 2 s interval since the first record; ESPHome syncs every 500 ms.
-    await _until(lambda: b"33" in _prefs(keep_node), timeout=INTERVAL + 10)
+    await _until(lambda: b"33" in _prefs(keep_node), within=INTERVAL + 10)
     _restart(keep_node)
     dx = await DxClient(keep_node).connect()
     try:
@@ -221,7 +221,8 @@ async def test_record_of_another_layout_is_ignored(
 
 def test_keep_yaml_is_where_the_tests_expect(nodes_dir: Path) -> None:
     text = (nodes_dir / "keep.yaml").read_text()
-    assert "keep_desired: ${keep}" in text and 'keep: "true"' in text
+    assert "keep_desired: ${keep}" in text
+    assert 'keep: "true"' in text
     assert "restore_value:" not in text  # only the kept record restores values
 
 
@@ -231,7 +232,8 @@ def test_config_refuses_a_record_that_does_not_fit(tmp_path: Path) -> None:
     root = tmp_path / "esphome"
     shutil.copytree(FIRMWARE, root, ignore=shutil.ignore_patterns(".esphome"))
     sim = (root / "sim-node.yaml").read_text()
-    assert "keep_desired: true" in sim and "    max_length: 32\n" in sim
+    assert "keep_desired: true" in sim
+    assert "    max_length: 32\n" in sim
     for text, valid in (
         (sim, True),
         (sim.replace("max_length: 32", "max_length: 255"), False),

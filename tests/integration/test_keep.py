@@ -108,7 +108,7 @@ async def test_node_restarted_while_home_assistant_away_keeps_its_desired_values
     engine = manager.engine
     assert engine.stats.restarts == 1
     assert engine.model is not None
-    assert 0 < engine.model.kept_seq  # the node said it started with a kept frame
+    assert engine.model.kept_seq > 0  # the node said it started with a kept frame
     assert engine.acked_seq >= engine.model.kept_seq >= max(carried.values())
     # Acknowledged as they were: the same frame numbers (not re-sent as pending)...
     assert {i: engine.desired[i].seq for i in carried} == carried
@@ -168,5 +168,6 @@ async def test_keep_off_restarts_with_defaults_and_reapplies(
     await until(hass, lambda: manager.connected and manager.stale_reason is None, 30)
     await until(hass, lambda: manager.reported_value("setpoint") == 27.5, 30)
     engine = manager.engine
-    assert engine.model is not None and engine.model.kept_seq == 0
+    assert engine.model is not None
+    assert engine.model.kept_seq == 0
     assert engine.desired[i_setpoint].seq > before  # re-sent after the restart

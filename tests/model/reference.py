@@ -458,9 +458,7 @@ class Exchange:
             return
         kept = self.rebooted and self.keep
         self.judged_on_reconnect = any(
-            (p.unseen_local and p.pending)
-            or p.crashed
-            or (kept and bool(p.locals))
+            (p.unseen_local and p.pending) or p.crashed or (kept and bool(p.locals))
             for p in self.points.values()
         )
         for name, point in self.points.items():
