@@ -219,6 +219,56 @@ async def test_record_of_another_layout_is_ignored(
         await dx.disconnect()
 
 
+async def test_kept_value_the_firmware_now_refuses_discards_the_record(
+    keep_node: Node, node_factory: NodeFactory
+) -> None:
+    """Same points (same record key), but the setpoint now stops at 25: the kept 27.5 fails
+    the one rule, so nothing of the record is applied (all or nothing)."""
+    dx = await DxClient(keep_node).connect()
+    try:
+        await _applied(dx, FIRST)
+        await _until(lambda: b"first write" in _prefs(keep_node))
+    finally:
+        await dx.disconnect()
+    keep_node.kill()
+    narrower = Node(
+        node_factory.build(KEEP, setpoint_max="25"),
+        mac=keep_node.mac,
+        state_dir=keep_node.state_dir,
+    )
+    node_factory.nodes.append(narrower)
+    narrower.start()
+    dx = await DxClient(narrower).connect()
+    try:
+        assert dx.model is not None
+        assert dx.model.kept_seq == 0
+        frame = await dx.next_frame()
+        assert _writable(dx, frame.values) == DEFAULTS
+    finally:
+        await dx.disconnect()
+    assert "not valid any more" in narrower.log_path.read_text()
+
+
+async def test_paused_acquisition_is_kept(keep_node: Node) -> None:
+    dx = await DxClient(keep_node).connect()
+    try:
+        seq = await dx.write(FIRST, acquisition=False)
+        await dx.next_frame(
+            lambda f: f.applied_seq >= seq and not f.acquisition_running
+        )
+        await _until(lambda: b"first write" in _prefs(keep_node))
+    finally:
+        await dx.disconnect()
+    _restart(keep_node)
+    dx = await DxClient(keep_node).connect()
+    try:
+        frame = await dx.next_frame()
+        assert not frame.acquisition_running
+        assert _writable(dx, frame.values) == FIRST
+    finally:
+        await dx.disconnect()
+
+
 def test_keep_yaml_is_where_the_tests_expect(nodes_dir: Path) -> None:
     text = (nodes_dir / "keep.yaml").read_text()
     assert "keep_desired: ${keep}" in text
