@@ -152,6 +152,30 @@ async def test_killed_within_the_interval_starts_with_the_last_record(
         await dx.disconnect()
 
 
+async def test_clean_stop_writes_the_change_waiting_for_its_interval(
+    keep_node: Node,
+) -> None:
+    """SIGTERM (a reboot, an update): the node writes and commits what it holds."""
+    dx = await DxClient(keep_node).connect()
+    try:
+        await _applied(dx, FIRST)
+        await _until(lambda: b"first write" in _prefs(keep_node))
+        second_seq = await _applied(dx, SECOND)
+    finally:
+        await dx.disconnect()
+    keep_node.stop()  # SIGTERM, within the interval of the first record
+    assert b"second write" in _prefs(keep_node)
+    keep_node.start()
+    dx = await DxClient(keep_node).connect()
+    try:
+        assert dx.model is not None
+        assert dx.model.kept_seq == second_seq
+        frame = await dx.next_frame()
+        assert _writable(dx, frame.values) == SECOND
+    finally:
+        await dx.disconnect()
+
+
 async def test_local_change_while_away_is_kept_with_the_older_frame(
     keep_node: Node,
 ) -> None:

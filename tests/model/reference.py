@@ -231,6 +231,9 @@ class PointModel:
     # Values set on the node (local changes) since Home Assistant last wrote the point: what
     # a kept record may hold instead of the desired value.
     locals: tuple[Value, ...] = ()
+    # The node was seen applying Home Assistant's current write (its value changed to it
+    # while connected), so a record written at a clean stop covers it.
+    applied_seen: bool = False
     # (time, desired candidates) after every change, for what a crash may lose.
     history: list[tuple[float, tuple[Any, ...]]] = field(default_factory=list)
 
@@ -261,6 +264,10 @@ class Exchange:
     ) -> None:
         self.delay = writer_priority_delay
         self.keep = keep  # the node keeps its desired values (keep_desired)
+        # The node's record holds exactly what it held when it stopped, and the frame
+        # number of the last desired frame it applied: a clean stop (it writes and commits
+        # at shutdown) of a boot that had a session (so it had applied a desired frame).
+        self.kept_current = False
         self.specs = dict(points or SIM_POINTS)
         self.points: dict[str, PointModel] = {}
         for name, spec in self.specs.items():
@@ -330,12 +337,14 @@ class Exchange:
             point.changed_by_ha = True
             point.crashed = False
             point.locals = ()
+            point.applied_seen = False
             if self.connected and self.session_open:
                 point.set_node((value,))
                 point.pending = False
                 point.sent_at = math.inf
                 if not (len(before) == 1 and same(point.spec, before[0], value)):
                     self.changed_by[name] = changed_by
+                    point.applied_seen = True
             else:
                 point.pending = True
                 point.sent_at = None
@@ -412,11 +421,13 @@ class Exchange:
             assert self.node_state == "running"
             for point in self.points.values():
                 point.prefs = point.node
+        self.kept_current = clean and self.keep and self.boot_seen
         self.node_state = "dead"
         self.session_open = False
 
     def node_start(self, *, keep_prefs: bool) -> None:
         assert self.node_state == "dead"
+        self.kept_current = self.kept_current and keep_prefs
         for point in self.points.values():
             if not keep_prefs:
                 point.prefs = (canonical(point.spec, point.spec.initial),)
@@ -505,10 +516,28 @@ class Exchange:
             if point.unseen_local and not point.pending:
                 point.changed_by_ha = False
                 point.sent_at = None
-            if point.changed_by_ha and (
+            covered = (
+                kept
+                and self.kept_current
+                and not (point.pending or point.crashed)
+                and point.applied_seen
+                and len(out) == 1
+                and len(before) == 1
+                and same(spec, before[0], out[0])
+            )
+            if covered:
+                # The node holds the desired value its kept frame carried: Home Assistant
+                # counts it as applied, so its writer-priority window is not reopened
+                # (a local change right after the reconnect is adopted).
+                pass
+            elif point.changed_by_ha and (
                 self.rebooted or point.pending or point.crashed
             ):
                 point.sent_at = math.inf  # a new window, known when the step settles
+            if point.pending:
+                point.applied_seen = len(out) == 1 and not (
+                    len(before) == 1 and same(spec, before[0], out[0])
+                )
             if len(out) == 1 and not (
                 len(before) == 1 and same(spec, before[0], out[0])
             ):
