@@ -7,7 +7,9 @@ invalid), changes on the device (a local automation through the node's API actio
 API client; including values Home Assistant would refuse, such as setpoint 21.3), a change on
 the device right after a write reached it (within the writer-priority window), network cuts
 and outages (tests/harness/proxy.py), the node frozen past the API keepalive (SIGSTOP), killed
-(SIGKILL) and started with or without its saved preferences, Home Assistant stopped cleanly
+(SIGKILL) or stopped (SIGTERM) and started with or without its saved preferences (and the
+kept desired values of keep_desired, on in the simulated node), also with a change on the
+device as soon as Home Assistant's session with the new boot is up, Home Assistant stopped cleanly
 or crashed (restarted from what was on disk at that moment, with or without waiting out the
 1 s save deadline), and steps of the wall clock.
 
