@@ -14,6 +14,7 @@
 #include "esphome/core/component.h"
 #include "esphome/core/defines.h"
 #include "clock.h"
+#include "keep.h"
 #include "rules.h"
 // Only the entity types a node has are compiled (USE_<TYPE> comes from ESPHome).
 #ifdef USE_SENSOR
@@ -99,6 +100,11 @@ class DataExchange : public Component, public api::CustomAPIDevice {
   /// `time_id:`: frames carry the node's Unix time (key "d") while this clock is valid.
   void set_time(time::RealTimeClock *time) { this->clock_.set_time(time); }
 #endif
+#ifdef USE_DATA_EXCHANGE_KEEP
+  /// Keep the desired values in the preferences, written at most every `interval_ms` (keep.h).
+  void set_keep_desired(uint32_t interval_ms) { this->keep_.interval_ms = interval_ms; }
+  void on_shutdown() override;
+#endif
 #ifdef USE_SENSOR
   void add_sensor(sensor::Sensor *s) { this->add_point_(PointType::SENSOR, s); }
 #endif
@@ -164,6 +170,16 @@ class DataExchange : public Component, public api::CustomAPIDevice {
   bool apply_(Point &p, const std::string &encoded);
   Refusal validate_(const Point &p, const std::string &field);
   void refuse_(uint64_t seq, Refusal reason, int point);
+#ifdef USE_DATA_EXCHANGE_KEEP
+  // Kept desired values (keep.cpp).
+  size_t keep_point_bytes_(const Point &p) const;
+  bool keep_build_(std::vector<uint8_t> &out);
+  void keep_setup_();
+  void keep_load_();
+  void keep_note_();
+  void keep_write_();
+  KeepState keep_;
+#endif
 
   std::vector<Point> points_;
   std::vector<PollingComponent *> acquisition_;
