@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 import math
 
+from . import sessions
 from .desired import ACQUISITION as _ACQUISITION, DesiredState
 from .priority import Verdict, dropped_by_refusal, judge
 from .protocol import Model, NodeFrame, Refusal as NodeRefusal, Value
@@ -85,33 +86,21 @@ class ExchangeEngine(DesiredState):
             if kept is not None:
                 self.keep_desired(i, kept)
 
-    def start_session(self, boot_id: str, node_seq: int) -> bool:
-        """A new connection; the node said (describe answer) its boot id and last frame.
-
-        Returns True if the node restarted since Home Assistant last heard of it (or Home
-        Assistant never did): then nothing it acknowledged counts, every desired value is
-        applied again and ``seen`` starts from its current frame. Otherwise values it
-        acknowledged keep their state; values not yet acknowledged go out again.
-        """
-        restarted = boot_id != self.node_boot
-        if restarted:
-            if self.node_boot is not None:
-                self.stats.restarts += 1
-            self.acked_seq = 0
-            self.seen = node_seq
-        self.node_boot = boot_id
+    def start_session(self, boot_id: str, node_seq: int, kept_seq: int = 0) -> bool:
+        """A new connection (sessions.py); True if the node restarted."""
         self._new_session = True
         self._deferred.clear()
         self._generation += 1
         self.last_frame = None
         self.latency.sent_at = None
         self.stats.last_seq = 0
-        carried = [*self.desired.items(), (_ACQUISITION, self.desired_acquisition)]
-        for index, stamped in carried:
-            if stamped is not None and (restarted or self._pending(stamped)):
-                stamped.seq = 0
-                self._unsent[index] = stamped
-        return restarted
+        return sessions.start_session(
+            self, boot_id, node_seq, kept_seq, acquisition_key=_ACQUISITION
+        )
+
+    def resend(self, index: int, stamped: Stamped) -> None:
+        """Carry a desired value again in the next frame, as not yet applied."""
+        self._unsent[index] = stamped
 
     # ---- node side ----
 

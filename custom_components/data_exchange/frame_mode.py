@@ -74,7 +74,7 @@ class FrameMode(ExchangeMode):
         self._malformed_logged = self._refusal_logged = False
         model = engine.model
         assert model is not None
-        engine.start_session(model.boot_id, model.node_seq)
+        engine.start_session(model.boot_id, model.node_seq, model.kept_seq)
         node.store.schedule_save(
             STORE_DESIRED_WITHIN
         )  # the node's boot, restart or not

@@ -81,6 +81,8 @@ class Model:
     token: str = field(default="", compare=False, repr=False)
     uptime_ms: int = field(default=0, compare=False)
     node_seq: int = field(default=0, compare=False)
+    # Since 5: the desired frame whose kept values the node started this boot with (0: none).
+    kept_seq: int = field(default=0, compare=False)
 
     @property
     def writable(self) -> tuple[int, ...]:
@@ -123,6 +125,7 @@ class Model:
             token=_hex16(data, "k"),
             uptime_ms=_uint(data, "u"),
             node_seq=_uint(data, "s"),
+            kept_seq=_uint(data, "g") if "g" in data else 0,
         )
 
 

@@ -19,6 +19,7 @@ import contextlib
 import copy
 from datetime import datetime, timedelta
 import logging
+import math
 import os
 from pathlib import Path
 import signal
@@ -58,6 +59,8 @@ DELAY = 1.5
 NODE_SUBSTITUTIONS = {"cycle": "100ms"}
 # API keepalive in these tests: a frozen node is dropped after 4.5 intervals (1.35 s).
 KEEPALIVE = 0.3
+# The simulated node keeps its desired values (data_exchange keep_desired).
+KEEP = "keep_desired: true" in (FIRMWARE / "sim-node.yaml").read_text()
 # Converged within this many node frames of the connection being up, or of a write ...
 MAX_FRAMES = 2
 # ... or, when Home Assistant must first judge the node's report (a write made while the node
@@ -217,7 +220,7 @@ class World:
         self.observer: Observer | None = None
         self.entry: MockConfigEntry | None = None
         self.probe: FrameProbe | None = None
-        self.model = Exchange(DELAY)
+        self.model = Exchange(DELAY, keep=KEEP)
         self.entities: dict[str, str] = {}
         self.clock_offset = 0.0
         self.problems: list[logging.LogRecord] = []
@@ -349,7 +352,7 @@ class World:
         self.proxy.release()
         self.proxy.cut()
         self.clock_offset = 0.0
-        self.model = Exchange(DELAY)
+        self.model = Exchange(DELAY, keep=KEEP)
         self.max_r = 0
         self.last_e = ""
         self.problems.clear()
@@ -966,6 +969,45 @@ class World:
         self.count(f"node started {'with' if keep_prefs else 'without'} preferences")
         await self.settle(
             f"node started {'with its saved preferences' if keep_prefs else 'with firmware defaults'}"
+        )
+
+    async def start_node_then_local(self, name: str, value: Any, via: str) -> None:
+        """The node starts with its preferences (and its kept record) while Home Assistant
+        is up, and a change is made on it as soon as Home Assistant's session is up: a
+        desired value the kept frame carried opened no new writer-priority window, so the
+        change is adopted (``ha_wins`` False where the model knows no window is open)."""
+        assert self.node is not None
+        self._begin()
+        wait = self.model.window_left(name, time.monotonic())
+        if 0 < wait < math.inf:
+            await asyncio.sleep(
+                wait
+            )  # on purpose: the window of the last write is over
+        node = self.node
+        await self.hass.async_add_executor_job(node.start)
+        self.max_r = 0  # the refused-frame count is per node boot
+        self.last_e = ""
+        self.model.node_start(keep_prefs=True)
+        self.observer = await Observer(node, self.signals).start()
+        await self.signals.until(
+            lambda: self._kick() or self.sessions > self.outage_sessions,
+            60,
+            "a session with the started node",
+            tick=0.2,
+        )
+        self.model.reconcile(time.monotonic())
+        self.model.step_started()
+        self.arm_at = None
+        now = time.monotonic()
+        ha_wins = False if self.model.window_left(name, now) == 0 else None
+        mark = len(self.observer.seen[name])
+        outcome = self.model.local(name, value, ha_wins, now)
+        self.count(f"start then local: {outcome}")
+        await self.observer.change(name, value, via)
+        await self._seen_on_node(name, value, mark)
+        await self.settle(
+            f"node started with its preferences, and at once a local change of {name} "
+            f"to {value!r} via {via} ({outcome})"
         )
 
     async def ha_stop(self, crash: bool, after_deadline: bool) -> None:

@@ -18,6 +18,11 @@ What the model follows from docs/exchange.md:
   the node has not applied wins over a change made on the node meanwhile, and a change made
   on the node to a point Home Assistant did not write is adopted; after a node restart every
   desired value is applied again (a point without one keeps what the node booted with).
+  With *kept desired values* (the node option keep_desired, on in the simulated node) the
+  node boots with its record and Home Assistant counts the desired values of the kept frame
+  as applied: a point then holds its desired value, or a value set on the node since Home
+  Assistant last wrote it, which the record kept and Home Assistant adopts (rule 6); a write
+  the node had not kept (pending, or newer than the record) is applied again.
 - *What survives a restart*: a clean Home Assistant restart keeps everything; a crash keeps
   every desired value accepted more than 1 s before it (`SAVE_DEADLINE`).
 - *Counters and clocks*: a wall-clock step changes nothing (the model has no wall clock).
@@ -26,6 +31,8 @@ And from ESPHome itself (not our rules): a device-side change is accepted by the
 number is within min..max (ESPHome does not check the step: setpoint 21.3 is held), a select
 option exists, a text is within its length; the node restores every point from its saved
 preferences after a restart, or boots with the YAML's initial values when they are gone.
+The kept record lives in the same preferences (written at most every
+keep_desired_interval, synced like them): what it holds is one of the values the node held.
 
 **Nondeterminism.** Some facts are invisible to the test: when ESPHome last synced its
 preferences to disk (every 60 s and at a clean shutdown; a kill -9 keeps the last sync), and
@@ -221,6 +228,12 @@ class PointModel:
     # known (set when the step settles).
     sent_at: float | None = None
     pending_changed_by: str = ""  # who made the pending write
+    # Values set on the node (local changes) since Home Assistant last wrote the point: what
+    # a kept record may hold instead of the desired value.
+    locals: tuple[Value, ...] = ()
+    # The node was seen applying Home Assistant's current write (its value changed to it
+    # while connected), so a record written at a clean stop covers it.
+    applied_seen: bool = False
     # (time, desired candidates) after every change, for what a crash may lose.
     history: list[tuple[float, tuple[Any, ...]]] = field(default_factory=list)
 
@@ -243,9 +256,18 @@ class Exchange:
     """
 
     def __init__(
-        self, writer_priority_delay: float, points: dict[str, Spec] | None = None
+        self,
+        writer_priority_delay: float,
+        points: dict[str, Spec] | None = None,
+        *,
+        keep: bool = False,
     ) -> None:
         self.delay = writer_priority_delay
+        self.keep = keep  # the node keeps its desired values (keep_desired)
+        # The node's record holds exactly what it held when it stopped, and the frame
+        # number of the last desired frame it applied: a clean stop (it writes and commits
+        # at shutdown) of a boot that had a session (so it had applied a desired frame).
+        self.kept_current = False
         self.specs = dict(points or SIM_POINTS)
         self.points: dict[str, PointModel] = {}
         for name, spec in self.specs.items():
@@ -314,12 +336,15 @@ class Exchange:
             point.set_desired((value,), now)
             point.changed_by_ha = True
             point.crashed = False
+            point.locals = ()
+            point.applied_seen = False
             if self.connected and self.session_open:
                 point.set_node((value,))
                 point.pending = False
                 point.sent_at = math.inf
                 if not (len(before) == 1 and same(point.spec, before[0], value)):
                     self.changed_by[name] = changed_by
+                    point.applied_seen = True
             else:
                 point.pending = True
                 point.sent_at = None
@@ -359,6 +384,7 @@ class Exchange:
         value = canonical(spec, raw)
         if len(point.node) == 1 and same(spec, point.node[0], value):
             return "no change"
+        point.locals = _union(spec, point.locals, (value,))
         if not (self.connected and self.session_open):
             point.set_node((value,))
             point.unseen_local = True
@@ -395,14 +421,17 @@ class Exchange:
             assert self.node_state == "running"
             for point in self.points.values():
                 point.prefs = point.node
+        self.kept_current = clean and self.keep and self.boot_seen
         self.node_state = "dead"
         self.session_open = False
 
     def node_start(self, *, keep_prefs: bool) -> None:
         assert self.node_state == "dead"
+        self.kept_current = self.kept_current and keep_prefs
         for point in self.points.values():
             if not keep_prefs:
                 point.prefs = (canonical(point.spec, point.spec.initial),)
+                point.locals = ()  # the kept record is gone with the preferences
             point.node = point.prefs
             point.unseen_local = False
         self.node_state = "running"
@@ -438,13 +467,25 @@ class Exchange:
         assert self.connected
         if self.session_open:
             return
+        kept = self.rebooted and self.keep
         self.judged_on_reconnect = any(
-            (p.unseen_local and p.pending) or p.crashed for p in self.points.values()
+            (p.unseen_local and p.pending) or p.crashed or (kept and bool(p.locals))
+            for p in self.points.values()
         )
         for name, point in self.points.items():
             spec = point.spec
             before = point.node
-            if self.rebooted:
+            if kept and not point.pending:
+                # Booted with the kept record: the desired value (applied again if the record
+                # was older), or a local value the record kept, adopted; the boot value
+                # stands without a desired value (or one lost in a crash).
+                out = ()
+                for desired in point.desired:
+                    out = _union(
+                        spec, out, before if desired is NO_DESIRED else (desired,)
+                    )
+                out = _union(spec, out, point.locals, before if point.crashed else ())
+            elif self.rebooted:
                 # Every desired value is applied again; without one the boot value stands.
                 out: tuple[Value, ...] = ()
                 for desired in point.desired:
@@ -470,13 +511,33 @@ class Exchange:
                 else point.desired,
                 now,
             )
+            if kept and len(out) > 1:
+                point.sent_at = math.inf  # which one wins is only known once observed
             if point.unseen_local and not point.pending:
                 point.changed_by_ha = False
                 point.sent_at = None
-            if point.changed_by_ha and (
+            covered = (
+                kept
+                and self.kept_current
+                and not (point.pending or point.crashed)
+                and point.applied_seen
+                and len(out) == 1
+                and len(before) == 1
+                and same(spec, before[0], out[0])
+            )
+            if covered:
+                # The node holds the desired value its kept frame carried: Home Assistant
+                # counts it as applied, so its writer-priority window is not reopened
+                # (a local change right after the reconnect is adopted).
+                pass
+            elif point.changed_by_ha and (
                 self.rebooted or point.pending or point.crashed
             ):
                 point.sent_at = math.inf  # a new window, known when the step settles
+            if point.pending:
+                point.applied_seen = len(out) == 1 and not (
+                    len(before) == 1 and same(spec, before[0], out[0])
+                )
             if len(out) == 1 and not (
                 len(before) == 1 and same(spec, before[0], out[0])
             ):

@@ -7,7 +7,9 @@ invalid), changes on the device (a local automation through the node's API actio
 API client; including values Home Assistant would refuse, such as setpoint 21.3), a change on
 the device right after a write reached it (within the writer-priority window), network cuts
 and outages (tests/harness/proxy.py), the node frozen past the API keepalive (SIGSTOP), killed
-(SIGKILL) and started with or without its saved preferences, Home Assistant stopped cleanly
+(SIGKILL) or stopped (SIGTERM) and started with or without its saved preferences (and the
+kept desired values of keep_desired, on in the simulated node), also with a change on the
+device as soon as Home Assistant's session with the new boot is up, Home Assistant stopped cleanly
 or crashed (restarted from what was on disk at that moment, with or without waiting out the
 1 s save deadline), and steps of the wall clock.
 
@@ -274,7 +276,17 @@ class ExchangeMachine(RuleBasedStateMachine):
     def recover(self, data: st.DataObject) -> None:
         name = data.draw(st.sampled_from(self._recoveries()), label="recovery")
         if name == "start_node":
-            self.start_node(data.draw(st.booleans(), label="keep_preferences"))
+            keep = data.draw(st.booleans(), label="keep_preferences")
+            model = self.model
+            if (
+                keep
+                and model.ha_up
+                and model.net_up
+                and data.draw(st.booleans(), label="then_local")
+            ):
+                self.start_node_then_local(data.draw(local_change(), label="change"))
+            else:
+                self.start_node(keep)
         else:
             getattr(self, name)()
 
@@ -301,6 +313,9 @@ class ExchangeMachine(RuleBasedStateMachine):
 
     def start_node(self, keep_preferences: bool) -> None:
         self.call(self.world.start_node(keep_preferences))
+
+    def start_node_then_local(self, change: tuple[str, Any, str]) -> None:
+        self.call(self.world.start_node_then_local(*change))
 
     def stop_home_assistant(self, crash: bool, after_save_deadline: bool) -> None:
         self.call(self.world.ha_stop(crash, after_save_deadline))
@@ -469,6 +484,11 @@ async def test_tour_of_every_event(hass: HomeAssistant, world: World) -> None:
             m.write("action", ("label", ""))
             m.stop_node()  # a clean stop saves the preferences
             m.start_node(True)  # the label comes back empty
+            m.write("ui", ("setpoint", 24.5))
+            m.stop_node()  # the kept record holds 24.5 and its desired frame
+            # 24.5 counts as applied: no new writer-priority window, so a change made
+            # as soon as Home Assistant is back is adopted.
+            m.start_node_then_local(("setpoint", 26.0, "action"))
             m.stop_home_assistant(False, False)
             m.local(("relay", False, "action"))
             m.start_home_assistant()

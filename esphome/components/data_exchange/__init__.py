@@ -9,6 +9,7 @@ The wire format is documented in docs/protocol.md.
 import esphome.codegen as cg
 import esphome.config_validation as cv
 from esphome.const import CONF_ID
+import esphome.final_validate as fv
 
 from esphome import automation
 from esphome.components import (
@@ -31,6 +32,13 @@ CONF_CHANGE_DELAY = "change_delay"
 CONF_FAILSAFE_TIMEOUT = "failsafe_timeout"
 CONF_SAFE_VALUE = "safe_value"
 CONF_ACQUISITION = "acquisition"
+CONF_KEEP_DESIRED = "keep_desired"
+CONF_KEEP_DESIRED_INTERVAL = "keep_desired_interval"
+# The kept record (keep.h): a header and, per writable point, a length byte and the value.
+# At most 255 bytes: ESPHome's host preferences hold no more per entry.
+KEEP_RECORD_MAX = 255
+KEEP_HEADER = 18
+KEEP_BYTES = {"number": 16, "switch": 2}
 
 data_exchange_ns = cg.esphome_ns.namespace("data_exchange")
 DataExchange = data_exchange_ns.class_("DataExchange", cg.Component)
@@ -97,12 +105,57 @@ CONFIG_SCHEMA = cv.Schema(
             cv.positive_time_period_milliseconds,
             cv.Range(max=cv.TimePeriod(seconds=60)),
         ),
+        # Desired values kept in the preferences (docs/protocol.md, "Kept desired values"):
+        # a reboot while Home Assistant is away starts with them; written on change, at
+        # most once per interval (flash wear: esphome/README.md).
+        cv.Optional(CONF_KEEP_DESIRED, default=False): cv.boolean,
+        cv.Optional(CONF_KEEP_DESIRED_INTERVAL, default="10s"): cv.All(
+            cv.positive_time_period_milliseconds,
+            cv.Range(min=cv.TimePeriod(seconds=1)),
+        ),
         # Components that sample sensors: stopped while acquisition is paused.
         cv.Optional(CONF_ACQUISITION, default=[]): cv.ensure_list(
             cv.use_id(cg.PollingComponent)
         ),
     }
 ).extend(cv.COMPONENT_SCHEMA)
+
+
+def _keep_record_bytes(config):
+    """Bytes of the kept record for these points, from the entities' configurations; a
+    select or text whose sizes are not in its configuration counts as 0 here (the node
+    checks again at boot)."""
+    full = fv.full_config.get()
+    size = KEEP_HEADER
+    for point in config[CONF_POINTS]:
+        kind = next(k for k in POINT_TYPES if k in point)
+        if kind in KEEP_BYTES:
+            size += KEEP_BYTES[kind]
+        elif kind in ("select", "text"):
+            path = full.get_path_for_id(point[kind])[:-1]
+            entity = full.get_config_for_path(path)
+            if kind == "select":
+                options = entity.get("options") or [""]
+                size += 1 + max(len(str(o).encode()) for o in options)
+            else:
+                size += 1 + int(entity.get("max_length", 255))
+    return size
+
+
+def _final_validate(config):
+    if config[CONF_KEEP_DESIRED]:
+        size = _keep_record_bytes(config)
+        if size > KEEP_RECORD_MAX:
+            raise cv.Invalid(
+                f"{CONF_KEEP_DESIRED}: the kept record would take {size} bytes, at most "
+                f"{KEEP_RECORD_MAX} fit (a text counts its max_length, a select its "
+                "longest option, a number 16, a switch 2, plus 18): lower max_length "
+                "or keep fewer points"
+            )
+    return config
+
+
+FINAL_VALIDATE_SCHEMA = _final_validate
 
 
 async def to_code(config):
@@ -117,6 +170,10 @@ async def to_code(config):
     cg.add(var.set_cycle(config[CONF_CYCLE]))
     cg.add(var.set_failsafe_timeout(config[CONF_FAILSAFE_TIMEOUT]))
     cg.add(var.set_change_delay(config[CONF_CHANGE_DELAY]))
+    if config[CONF_KEEP_DESIRED]:
+        # Only nodes that keep desired values compile that code (keep.cpp).
+        cg.add_define("USE_DATA_EXCHANGE_KEEP")
+        cg.add(var.set_keep_desired(config[CONF_KEEP_DESIRED_INTERVAL]))
     for point in config[CONF_POINTS]:
         kind = next(k for k in POINT_TYPES if k in point)
         _, adder, _ = POINT_TYPES[kind]

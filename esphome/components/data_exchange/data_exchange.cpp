@@ -88,6 +88,9 @@ void DataExchange::setup() {
   this->register_service(&DataExchange::on_write, WRITE_ACTION,
                          {"token", "seq", "seen", "model", "values", "acquisition"});
   this->register_service(&DataExchange::on_describe, DESCRIBE_ACTION);
+#ifdef USE_DATA_EXCHANGE_KEEP
+  this->keep_setup_();  // kept desired values go in before any point is watched or sent
+#endif
   for (size_t i = 0; i < this->points_.size(); i++)
     this->watch_point_(i);
   this->restart_cycle_();
@@ -105,6 +108,10 @@ void DataExchange::dump_config() {
                 PROTOCOL_VERSION, this->model_hex_, static_cast<unsigned>(this->points_.size()),
                 static_cast<unsigned>(this->writable_count_), this->cycle_ms_, this->change_delay_ms_,
                 this->failsafe_ms_, this->failsafe_ms_ == 0 ? " (off)" : "");
+#ifdef USE_DATA_EXCHANGE_KEEP
+  ESP_LOGCONFIG(TAG, "  Keep desired: every %" PRIu32 " ms at most, record %u bytes, started with frame %" PRIu64,
+                this->keep_.interval_ms, static_cast<unsigned>(this->keep_.size), this->keep_.started_with);
+#endif
 }
 
 // ---- node -> Home Assistant ----
@@ -225,6 +232,9 @@ void DataExchange::send_frame_() {
   // Local changes are detected every cycle, with or without a client, so a change made
   // while Home Assistant is away is still known as local when it returns.
   this->detect_local_changes_();
+#ifdef USE_DATA_EXCHANGE_KEEP
+  this->keep_note_();  // the points' values may have changed: the record follows
+#endif
   if (!this->has_client_())
     return;  // nothing to send, nothing to encode; the sequence number counts frames sent
   uint64_t seq = this->seq_ + 1;
@@ -400,8 +410,8 @@ void DataExchange::on_describe() {
   // With the model, where this node stands: its boot id tells Home Assistant whether it
   // restarted since they last spoke, before Home Assistant sends its first desired frame
   // (uptime alone cannot: a host node's clock does not start at zero).
-  static const char *const KEYS[] = {"v", "m", "c", "t", "p", "b", "u", "s", "k"};
-  std::string vals[9];
+  static const char *const KEYS[] = {"v", "m", "c", "t", "p", "b", "u", "s", "k", "g"};
+  std::string vals[10];
   vals[0] = std::to_string(PROTOCOL_VERSION);
   vals[1] = this->model_hex_;
   vals[2] = std::to_string(this->cycle_ms_);
@@ -411,7 +421,12 @@ void DataExchange::on_describe() {
   vals[6] = std::to_string(millis_64());
   vals[7] = std::to_string(this->seq_);
   vals[8] = this->token_;  // the model event goes to Data Exchange clients only
-  this->send_event_(MODEL_EVENT, KEYS, vals, 9);
+#ifdef USE_DATA_EXCHANGE_KEEP
+  vals[9] = std::to_string(this->keep_.started_with);  // kept desired frame this boot started with
+#else
+  vals[9] = "0";
+#endif
+  this->send_event_(MODEL_EVENT, KEYS, vals, 10);
 }
 
 void DataExchange::restart_cycle_() {

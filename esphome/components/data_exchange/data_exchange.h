@@ -13,6 +13,7 @@
 #include "esphome/core/automation.h"
 #include "esphome/core/component.h"
 #include "esphome/core/defines.h"
+#include "keep.h"
 #include "rules.h"
 // Only the entity types a node has are compiled (USE_<TYPE> comes from ESPHome).
 #ifdef USE_SENSOR
@@ -94,6 +95,11 @@ class DataExchange : public Component, public api::CustomAPIDevice {
   void set_cycle(uint32_t ms) { this->cycle_ms_ = ms; }
   void set_failsafe_timeout(uint32_t ms) { this->failsafe_ms_ = ms; }
   void set_change_delay(uint32_t ms) { this->change_delay_ms_ = ms; }
+#ifdef USE_DATA_EXCHANGE_KEEP
+  /// Keep the desired values in the preferences, written at most every `interval_ms` (keep.h).
+  void set_keep_desired(uint32_t interval_ms) { this->keep_.interval_ms = interval_ms; }
+  void on_shutdown() override;
+#endif
 #ifdef USE_SENSOR
   void add_sensor(sensor::Sensor *s) { this->add_point_(PointType::SENSOR, s); }
 #endif
@@ -159,6 +165,16 @@ class DataExchange : public Component, public api::CustomAPIDevice {
   bool apply_(Point &p, const std::string &encoded);
   Refusal validate_(const Point &p, const std::string &field);
   void refuse_(uint64_t seq, Refusal reason, int point);
+#ifdef USE_DATA_EXCHANGE_KEEP
+  // Kept desired values (keep.cpp).
+  size_t keep_point_bytes_(const Point &p) const;
+  bool keep_build_(std::vector<uint8_t> &out);
+  void keep_setup_();
+  void keep_load_();
+  void keep_note_();
+  void keep_write_();
+  KeepState keep_;
+#endif
 
   std::vector<Point> points_;
   std::vector<PollingComponent *> acquisition_;
