@@ -94,20 +94,34 @@ def test_a_write_a_differing_report_and_the_failsafe_each_break_it() -> None:
     assert not engine.holds_desired()  # safe values applied: the next frame ends it
 
 
-def test_a_local_change_that_is_adopted_goes_out_once_then_it_is_held() -> None:
+def test_a_local_change_that_is_adopted_needs_no_frame() -> None:
+    """Long after any write the node's own change becomes the desired value (rule 6). The
+    node holds it and has applied a frame of this boot, so it counts as carried by that
+    frame: nothing has to go out (it used to cost a frame per cycle while a node changed
+    its writable points itself), and the next frame carries it anyway."""
     engine = make_engine()
     node_seq = synced(engine)
+    acked = engine.acked_seq
     node_seq += 1
-    # Long after any write: the node's own change becomes the desired value (rule 6). It is
-    # carried by one desired frame (which gives it its frame number: until the node has
-    # applied a frame carrying it, it counts as pending), then the node holds it.
-    engine.on_frame(frame(node_seq, engine.acked_seq, (20.0, 30.0, False)), 100.0)
+    engine.on_frame(frame(node_seq, acked, (20.0, 30.0, False)), 100.0)
     assert engine.desired[1].value == 30.0
-    assert not engine.holds_desired()
-    seq = seq_of(engine.next_desired_frame(100.0).args())
-    node_seq += 1
-    engine.on_frame(frame(node_seq, seq, (20.0, 30.0, False)), 100.1)
+    assert engine.desired[1].seq == acked
     assert engine.holds_desired()
+    assert engine.next_desired_frame(110.0).args()["values"] == "30,0"
+    # A second local change right after it is adopted at once (not deferred as pending).
+    node_seq += 1
+    result = engine.on_frame(frame(node_seq, acked, (20.0, 31.0, False)), 100.1)
+    assert result.adopted == [1]
+    assert engine.desired[1].value == 31.0
+
+
+def test_a_first_report_on_a_new_boot_still_goes_out() -> None:
+    """Before the node has applied any frame of its boot, an adopted value is carried by
+    the next frame as before (nothing of this boot to count it against)."""
+    engine = make_engine()
+    engine.on_frame(frame(1, 0, (20.0, 21.0, False)), 0.0)
+    assert engine.desired[1].seq == 0
+    assert not engine.holds_desired()
 
 
 def test_a_paused_node_holds_the_desired_acquisition_only_when_it_reports_it() -> None:

@@ -12,18 +12,10 @@ from collections.abc import Sequence
 import math
 
 from . import sessions
-from .float32 import canonical_number
+from .desired import ACQUISITION as _ACQUISITION, DesiredState
 from .priority import Verdict, dropped_by_refusal, judge
-from .protocol import (
-    DesiredFrame,
-    Model,
-    NodeFrame,
-    PointType,
-    Refusal as NodeRefusal,
-    Value,
-    encode_desired_values,
-)
-from .rules import Limits, refusal
+from .protocol import Model, NodeFrame, Refusal as NodeRefusal, Value
+from .rules import Limits
 from .values import (
     CHANGED_BY_NODE,
     FrameResult,
@@ -31,50 +23,38 @@ from .values import (
     PointRefusal,
     StaleReason,
     Stamped,
-    WriteLatency,
     same,
     stale_reason,
 )
 
-# Key of the desired acquisition state among the values not yet sent.
-_ACQUISITION = -1
 
-
-class ExchangeEngine:
-    """One node's points: reported and desired values, writer priority, sequence tracking."""
+class ExchangeEngine(DesiredState):
+    """One node's points: the node's side (its frames, writer priority, sessions) on top of
+    Home Assistant's (desired.py: desired values and frames)."""
 
     def __init__(
         self, writer_priority_delay: float, stale_after: float = math.inf
     ) -> None:
+        super().__init__()
         self.writer_priority_delay = writer_priority_delay
         self.stale_after = stale_after
-        self.model: Model | None = None
-        self.limits: list[Limits] = []
         self.reported: list[Stamped | None] = []
-        self.desired: dict[int, Stamped] = {}  # point index -> desired value
-        self.desired_acquisition: Stamped | None = None
         self.acquisition_running = True
         self.failsafe_active = False
         self.stats = FrameStats()
-        self.desired_seq = 0  # last desired frame sent (continues across sessions)
-        self.acked_seq = 0  # newest desired frame the node's current boot applied
-        # The newest node frame in which every point was judged: a desired frame's `seen`.
-        self.seen = 0
         self.node_boot: str | None = None  # the node's boot id; None: never heard of
         self.node_uptime_ms = 0  # last known, for diagnostics
         self.last_refusal: PointRefusal | None = None
-        self.frame_carries_writes = False
         # Monotonic time of the newest full frame taken in this session (None: none yet).
         self.last_frame: float | None = None
-        self.latency = WriteLatency()
         self._new_session = True
         self._deferred: set[int] = set()  # reports judged "pending", to be judged again
         self.refusal_seq = 0  # newest refusal taken into account
-        self._group = 0
-        # The encoded desired values, rebuilt only after a desired value changed (not every
-        # cycle), and the desired values not yet carried by a frame (one entry per point).
-        self._values_text: str | None = None
-        self._unsent: dict[int, Stamped] = {}
+        # The quiet path: the key of the last full frame that changed nothing and left every
+        # point settled; the same values again, with nothing changed since, are not judged
+        # point by point again. And holds_desired's last answer with its key.
+        self._quiet: tuple[object, ...] | None = None
+        self._holds: tuple[tuple[object, ...], bool] | None = None
 
     # ---- model ----
 
@@ -93,6 +73,7 @@ class ExchangeEngine:
         self.desired = {}
         self._unsent = {}
         self._values_text = None
+        self._generation += 1
         if old is None:
             return
         where = {(p.key, p.type): i for i, p in enumerate(old.points)}
@@ -105,62 +86,11 @@ class ExchangeEngine:
             if kept is not None:
                 self.keep_desired(i, kept)
 
-    def _acceptable(self, index: int, value: Value) -> bool:
-        """The node would take ``value`` as the desired value of point ``index``."""
-        return value is not None and refusal(self.limits[index], value) is None
-
-    # ---- Home Assistant side ----
-
-    def write(
-        self,
-        index: int,
-        value: Value,
-        changed_by: str,
-        now: float,
-        *,
-        wall: float = 0.0,
-        group: int = 0,
-    ) -> None:
-        """A desired value written in Home Assistant, checked by the caller (rules.refusal);
-        numbers kept as the node will hold them (32-bit floats)."""
-        points = self._require_model().points
-        if not 0 <= index < len(points):
-            raise IndexError(index)
-        point = points[index]
-        if not point.type.writable:
-            raise ValueError(f"point {index} is read-only")
-        if point.type is PointType.NUMBER and isinstance(value, (int, float)):
-            value = canonical_number(float(value))
-        self._set_desired(index, Stamped(value, now, changed_by, wall, group=group))
-
-    def new_group(self) -> int:
-        """An id for the values of one grouped write (all-or-nothing on a refusal)."""
-        self._group += 1
-        return self._group
-
-    def write_acquisition(
-        self, running: bool, by: str, now: float, wall: float = 0
-    ) -> None:
-        self._set_acquisition(Stamped(running, now, by, wall))
-
-    def _set_desired(self, index: int, stamped: Stamped) -> None:
-        self.desired[index] = stamped
-        self._unsent[index] = stamped
-        self._values_text = None
-
-    def _drop_desired(self, index: int) -> None:
-        if self.desired.pop(index, None) is not None:
-            self._unsent.pop(index, None)
-            self._values_text = None
-
-    def _set_acquisition(self, stamped: Stamped) -> None:
-        self.desired_acquisition = stamped
-        self._unsent[_ACQUISITION] = stamped
-
     def start_session(self, boot_id: str, node_seq: int, kept_seq: int = 0) -> bool:
         """A new connection (sessions.py); True if the node restarted."""
         self._new_session = True
         self._deferred.clear()
+        self._generation += 1
         self.last_frame = None
         self.latency.sent_at = None
         self.stats.last_seq = 0
@@ -171,40 +101,6 @@ class ExchangeEngine:
     def resend(self, index: int, stamped: Stamped) -> None:
         """Carry a desired value again in the next frame, as not yet applied."""
         self._unsent[index] = stamped
-
-    def next_desired_frame(self, now: float = 0.0) -> DesiredFrame:
-        """The next desired frame (full state); values are encoded again only after one
-        changed. Values carried for the first time get their frame number and, if written
-        in Home Assistant, their writer-priority window from now."""
-        model = self._require_model()
-        self.desired_seq += 1
-        self.frame_carries_writes = bool(self._unsent)
-        if self.frame_carries_writes:
-            self.latency.sent(self.desired_seq, now)
-        if self._unsent:
-            for stamped in self._unsent.values():
-                if stamped.seq == 0:
-                    stamped.seq = self.desired_seq
-                    if stamped.changed_by != CHANGED_BY_NODE:
-                        stamped.time = now
-            self._unsent.clear()
-        if self._values_text is None:
-            self._values_text = encode_desired_values(
-                model,
-                [
-                    d.value if (d := self.desired.get(i)) else None
-                    for i in model.writable
-                ],
-            )
-        acquisition = self.desired_acquisition
-        return DesiredFrame(
-            model.model_id,
-            model.token,
-            self.desired_seq,
-            self.seen,
-            self._values_text,
-            None if acquisition is None else bool(acquisition.value),
-        )
 
     # ---- node side ----
 
@@ -224,19 +120,34 @@ class ExchangeEngine:
             self._take_ack(frame, now, result)
             deferred.clear()  # a full frame judges every point again
             self._take_node_state(frame, now, wall, result)
-        points = range(len(model.points)) if full else frame.indices or ()
-        for i, value in zip(points, frame.values, strict=True):
+        key = self._state_key(frame.values) if full else None
+        # The quiet path: a full frame with the values of the last one, which changed
+        # nothing and left every point settled, with nothing changed since (key): judging
+        # every point again would change nothing.
+        quiet = key is not None and key == self._quiet
+        points = () if quiet else range(len(model.points)) if full else frame.indices
+        settled = True
+        for i, value in zip(points or (), () if quiet else frame.values, strict=True):
             current = self.reported[i]
             if current is None or not same(current.value, value):
                 self.reported[i] = Stamped(value, now, CHANGED_BY_NODE, wall)
+                self._generation += 1
                 result.changed.append(i)
             if model.points[i].type.writable:
                 verdict = self._judge(i, value, now, wall)
+                # Settled for good: equal, or nothing desired (Home Assistant winning is
+                # "settled" only until its writer-priority window ends).
+                if verdict is not Verdict.SETTLED or (
+                    (d := self.desired.get(i)) is not None and not same(d.value, value)
+                ):
+                    settled = False
                 _track(deferred, i, verdict)
                 if verdict in (Verdict.FIRST, Verdict.ADOPT):
                     result.desired_changed = True
                     if verdict is Verdict.ADOPT:
                         result.adopted.append(i)
+        if key is not None and not quiet:
+            self._quiet = key if settled and key == self._state_key(key[0]) else None
         # `seen` covers a frame only when no report is left unjudged (a change frame judges
         # the points it carries; the others keep their judgement from earlier frames).
         if not deferred and frame.seq > self.seen:
@@ -299,10 +210,6 @@ class ExchangeEngine:
             result.dropped.append(i)
         result.desired_changed |= bool(result.dropped)
 
-    def _pending(self, desired: Stamped) -> bool:
-        """True until the node has applied a desired frame that carried this value."""
-        return desired.seq == 0 or self.acked_seq < desired.seq
-
     def _judge(self, index: int, reported: Value, now: float, wall: float) -> Verdict:
         """Writer priority for one point of a frame (priority.py), applied. A value the
         node would refuse back is never made desired (the node's own value stands, or the
@@ -317,16 +224,34 @@ class ExchangeEngine:
         )
         if verdict in (Verdict.FIRST, Verdict.ADOPT):
             if self._acceptable(index, reported):
-                self._set_desired(index, Stamped(reported, now, CHANGED_BY_NODE, wall))
+                self._adopt(index, Stamped(reported, now, CHANGED_BY_NODE, wall))
             elif verdict is Verdict.FIRST:
                 return Verdict.SETTLED
             else:
                 self._drop_desired(index)
         return verdict
 
+    def _state_key(self, values: object) -> tuple[object, ...]:
+        """What the judgement of a frame's values depends on, besides the time (the time
+        matters only for points that are not settled)."""
+        return (
+            values,
+            self._generation,
+            self.desired_seq,
+            self.acked_seq,
+            self.acquisition_running,
+            self.failsafe_active,
+        )
+
     def holds_desired(self) -> bool:
         """The node's frames show it holds every desired value: a desired frame now would
         change nothing (a full frame of this session says so, nothing unsent, unjudged)."""
+        key = (self._state_key(None), self.last_frame is None, bool(self._deferred))
+        if self._holds is None or self._holds[0] != key:
+            self._holds = (key, self._holds_desired())
+        return self._holds[1]
+
+    def _holds_desired(self) -> bool:
         acquisition = self.desired_acquisition
         if (
             self.last_frame is None
@@ -351,6 +276,7 @@ class ExchangeEngine:
         if current is not None and same(current.value, value):
             return False
         self.reported[index] = Stamped(value, now, CHANGED_BY_NODE, wall)
+        self._generation += 1
         return True
 
     def stale_reason(self, *, connected: bool, now: float) -> StaleReason | None:
@@ -362,31 +288,6 @@ class ExchangeEngine:
             now=now,
             stale_after=self.stale_after,
         )
-
-    def sent_entity_mode(self) -> None:
-        """Entity mode sends each write as a command at once: nothing waits for a frame."""
-        self._unsent.clear()
-
-    # ---- restored values (the Store format: persistence.py) ----
-
-    def keep_desired(self, index: int, stamped: Stamped) -> None:
-        """Take a desired value as it was (restored): sent again only if still pending."""
-        if not self._acceptable(index, stamped.value):
-            return
-        self.desired[index] = stamped
-        self._values_text = None
-        if self._pending(stamped):
-            self._unsent[index] = stamped
-
-    def keep_acquisition(self, stamped: Stamped) -> None:
-        self.desired_acquisition = stamped
-        if self._pending(stamped):
-            self._unsent[_ACQUISITION] = stamped
-
-    def _require_model(self) -> Model:
-        if self.model is None:
-            raise RuntimeError("no model yet")
-        return self.model
 
 
 def _track(deferred: set[int], key: int, verdict: Verdict) -> None:

@@ -25,7 +25,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.data_exchange import (
     connection as connection_module,
-    engine as engine_module,
+    desired as desired_module,
     frame_mode as frame_mode_module,
     manager as manager_module,
     points as points_module,
@@ -158,7 +158,7 @@ async def test_refusal_is_named_shown_dropped_and_unblocks(
     reason; Home Assistant shows it (entity, repair issue, one warning), drops that value
     and the rest of its grouped write, and every other point flows again."""
     monkeypatch.setattr(points_module, "refusal", lambda limits, value: None)
-    monkeypatch.setattr(engine_module, "refusal", lambda limits, value: None)
+    monkeypatch.setattr(desired_module, "refusal", lambda limits, value: None)
     entry = await setup_node(hass, edge_node, **OPTIONS)
     manager: NodeManager = entry.runtime_data
     relay = find(hass, entry, "switch", "relay")

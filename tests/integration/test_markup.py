@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from custom_components.data_exchange import (
-    engine as engine_module,
+    desired as desired_module,
     points as points_module,
 )
 from custom_components.data_exchange.const import DOMAIN
@@ -58,7 +58,7 @@ async def test_node_texts_are_escaped_in_repair_issues(
     # Home Assistant's value rule made to drift (accept anything), so the real node refuses
     # a value and a repair issue names its point.
     monkeypatch.setattr(points_module, "refusal", lambda limits, value: None)
-    monkeypatch.setattr(engine_module, "refusal", lambda limits, value: None)
+    monkeypatch.setattr(desired_module, "refusal", lambda limits, value: None)
     entry = await setup_node(hass, markup_node)
     issues = ir.async_get(hass)
     no_key = issues.async_get_issue(DOMAIN, f"no_encryption_{entry.entry_id}")
