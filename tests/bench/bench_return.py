@@ -25,6 +25,7 @@ from typing import Any
 
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import entity_registry as er
+from homeassistant.setup import async_setup_component
 import pytest
 
 from custom_components.data_exchange.listeners import Topic
@@ -90,6 +91,10 @@ async def test_node_return(
     plain_node = node_factory.start(peer_node(POINTS, False, PERIOD_MS, CYCLE_MS))
     results: dict[str, list[dict[str, float]]] = {"frame": [], "core_esphome": []}
 
+    # Zeroconf first, as in every Home Assistant (default_config): both integrations use its
+    # shared (here mocked) instance. Without it ReconnectLogic makes an instance of its own,
+    # which the test plugin's zeroconf mock cannot close.
+    assert await async_setup_component(hass, "zeroconf", {})
     # Ours: desired values set once, then the node restarted with its defaults, ROUNDS times.
     entry = entry_for(dx_node, stale_after=30.0)
     entry.add_to_hass(hass)
