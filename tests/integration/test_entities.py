@@ -42,7 +42,7 @@ def describe(hass: HomeAssistant, entry_id: str, mac: str) -> list[dict[str, Any
         key = e.unique_id.removeprefix(f"{mac}-")
         state = hass.states.get(e.entity_id)
         attributes = {
-            k: v
+            k: "<time>" if k == "measured_at" else v
             for k, v in (state.attributes.items() if state else ())
             if k != "friendly_name"
         }
