@@ -174,6 +174,19 @@ def _point_rows(
         cursor = last
 
 
+def _backfilled_rows(
+    hass: HomeAssistant, columns: Sequence[ExportColumn], start: datetime, end: datetime
+) -> Iterator[tuple[datetime, str, str | _Bare, str]]:
+    """Readings a node kept while Home Assistant was away, with the node's times
+    (backfill.py); changed_by ``backlog``. They are in no recorded state."""
+    from .backfill import CHANGED_BY_BACKLOG, journal_rows
+
+    numeric = {c.entity_id: c.numeric for c in columns}
+    for at, entity_id, value in journal_rows(hass, set(numeric), start, end):
+        text = format(value, ".9g")
+        yield at, entity_id, value_cell(text, numeric[entity_id]), CHANGED_BY_BACKLOG
+
+
 def write_csv(
     hass: HomeAssistant,
     path: Path,
@@ -197,6 +210,7 @@ def write_csv(
             writer.writerow(HEADER)
             merged = heapq.merge(
                 *(_point_rows(hass, c, start, end) for c in columns),
+                _backfilled_rows(hass, columns, start, end),
                 key=lambda r: (r[0], r[1]),
             )
             for changed, entity_id, value, changed_by in merged:

@@ -11,6 +11,7 @@ once, several of one event loop iteration in one frame.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 import logging
 import time
@@ -20,6 +21,7 @@ from aioesphomeapi import APIConnectionError
 from homeassistant.core import CALLBACK_TYPE, callback
 from homeassistant.helpers.event import async_track_time_interval
 
+from .backfill import Backfill
 from .const import DOMAIN, MODE_FRAME, STORE_DESIRED_WITHIN
 from .describe import Describe
 from .listeners import Topic
@@ -54,6 +56,8 @@ class FrameMode(ExchangeMode):
         self._malformed_logged = False
         self._refusal_logged = False
         self._previous: NodeFrame | None = None  # the last full frame taken
+        self.backfill = Backfill(node, self._send_soon)  # store-and-forward
+        node.entry.async_on_unload(self.backfill.shutdown)
 
     # ---- session ----
 
@@ -75,6 +79,7 @@ class FrameMode(ExchangeMode):
         node.store.schedule_save(
             STORE_DESIRED_WITHIN
         )  # the node's boot, restart or not
+        await self.backfill.async_load()  # the acknowledgement of the first frame
         self._ready = True
         # Values stay stale (offline) until the first frame arrives.
         self._start_cycle()
@@ -102,17 +107,24 @@ class FrameMode(ExchangeMode):
             # frames are not judged, nor counted as malformed.
             return
         try:
+            if "h" in data:  # a backlog frame: readings of the time nobody listened
+                self.backfill.on_frame(data, engine.model)
+                return
             frame = NodeFrame.from_event(data, engine.model, self._previous)
         except ProtocolError as err:
             # A model mismatch included: new firmware means a reboot and a new connection,
             # which reads the model again; within one connection it is a malformed frame.
             self._malformed(err)
             return
-        now = time.monotonic()
+        now, node = time.monotonic(), self.node
         result = engine.on_frame(frame, now, time.time())
         if result.accepted:
             if frame.indices is None:
                 self._previous = frame
+                if self.backfill.on_full_frame(
+                    frame.backlog_dropped, frame.backlog_waiting
+                ):
+                    node.listeners.topic(Topic.STATS)
             self._apply(result, now)
 
     @callback
@@ -223,6 +235,10 @@ class FrameMode(ExchangeMode):
         if not self._ready or not node.connected or node.engine.model is None:
             return
         frame = node.engine.next_desired_frame(time.monotonic())
+        boot_id = node.engine.model.boot_id
+        frame = dataclasses.replace(
+            frame, backlog=self.backfill.acknowledgement(boot_id)
+        )
         # The frame counter is saved lazily (a restart continues well ahead of it).
         node.store.schedule_save()
         try:

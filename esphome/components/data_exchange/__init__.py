@@ -31,6 +31,14 @@ CONF_CHANGE_DELAY = "change_delay"
 CONF_FAILSAFE_TIMEOUT = "failsafe_timeout"
 CONF_SAFE_VALUE = "safe_value"
 CONF_ACQUISITION = "acquisition"
+CONF_BACKLOG = "backlog"
+CONF_SIZE = "size"
+# 48 KiB: 4,096 readings of 12 bytes, one hour of the example ESP32 node's backlog points
+# (esphome/README.md); a fixed ring allocated once at setup.
+DEFAULT_BACKLOG_SIZE = 49152
+BACKLOG_READING_BYTES = 12
+# The point kinds a backlog can keep: their values are numbers (booleans as 0 and 1).
+BACKLOG_KINDS = ("sensor", "binary_sensor", "number", "switch")
 
 data_exchange_ns = cg.esphome_ns.namespace("data_exchange")
 DataExchange = data_exchange_ns.class_("DataExchange", cg.Component)
@@ -78,6 +86,49 @@ def _unique_points(points):
     return points
 
 
+BACKLOG_SCHEMA = cv.Schema(
+    {
+        cv.Optional(CONF_SIZE, default=DEFAULT_BACKLOG_SIZE): cv.All(
+            cv.int_, cv.Range(min=BACKLOG_READING_BYTES, max=16 * 1024 * 1024)
+        ),
+        # Default: every sensor point.
+        cv.Optional(CONF_POINTS): cv.All(
+            cv.ensure_list(cv.string_strict), cv.Length(min=1)
+        ),
+    }
+)
+
+
+def _backlog_points(config):
+    """The positions of the points the backlog keeps (default: every sensor point)."""
+    backlog = config.get(CONF_BACKLOG)
+    if backlog is None:
+        return []
+    kinds = [next(k for k in POINT_TYPES if k in p) for p in config[CONF_POINTS]]
+    ids = [str(p[k]) for p, k in zip(config[CONF_POINTS], kinds)]
+    if CONF_POINTS not in backlog:
+        return [i for i, k in enumerate(kinds) if k == "sensor"]
+    positions = []
+    for name in backlog[CONF_POINTS]:
+        if name not in ids:
+            raise cv.Invalid(f"backlog point '{name}' is not one of the points")
+        index = ids.index(name)
+        if kinds[index] not in BACKLOG_KINDS:
+            raise cv.Invalid(
+                f"backlog point '{name}' is a {kinds[index]}; a backlog keeps "
+                + ", ".join(BACKLOG_KINDS)
+            )
+        if index in positions:
+            raise cv.Invalid(f"backlog point '{name}' is listed twice")
+        positions.append(index)
+    return positions
+
+
+def _validate_backlog(config):
+    _backlog_points(config)
+    return config
+
+
 CONFIG_SCHEMA = cv.Schema(
     {
         cv.GenerateID(): cv.declare_id(DataExchange),
@@ -101,8 +152,11 @@ CONFIG_SCHEMA = cv.Schema(
         cv.Optional(CONF_ACQUISITION, default=[]): cv.ensure_list(
             cv.use_id(cg.PollingComponent)
         ),
+        # Store-and-forward: readings kept while Home Assistant is away (since protocol 5).
+        cv.Optional(CONF_BACKLOG): BACKLOG_SCHEMA,
     }
 ).extend(cv.COMPONENT_SCHEMA)
+CONFIG_SCHEMA = cv.All(CONFIG_SCHEMA, _validate_backlog)
 
 
 async def to_code(config):
@@ -128,6 +182,10 @@ async def to_code(config):
             cg.add(getattr(var, adder)(entity, False, default))
         else:
             cg.add(getattr(var, adder)(entity))
+    if CONF_BACKLOG in config:
+        cg.add(var.set_backlog_size(config[CONF_BACKLOG][CONF_SIZE]))
+        for index in _backlog_points(config):
+            cg.add(var.add_backlog_point(index))
     for comp_id in config[CONF_ACQUISITION]:
         comp = await cg.get_variable(comp_id)
         cg.add(var.add_acquisition_component(comp))

@@ -86,12 +86,13 @@ void DataExchange::setup() {
   snprintf(boot, sizeof(boot), "%08" PRIx32 "%08" PRIx32, random_uint32(), random_uint32());
   this->token_ = boot;
   this->register_service(&DataExchange::on_write, WRITE_ACTION,
-                         {"token", "seq", "seen", "model", "values", "acquisition"});
+                         {"token", "seq", "seen", "model", "values", "acquisition", "backlog"});
   this->register_service(&DataExchange::on_describe, DESCRIBE_ACTION);
   for (size_t i = 0; i < this->points_.size(); i++)
     this->watch_point_(i);
   this->restart_cycle_();
   this->arm_failsafe_();
+  this->setup_backlog_();
 }
 
 void DataExchange::dump_config() {
@@ -298,6 +299,8 @@ void DataExchange::watch_point_(size_t index) {
 }
 
 void DataExchange::mark_changed_(size_t index) {
+  if (this->points_[index].in_backlog && !this->backlog_live_)
+    this->record_backlog_(index);
   this->points_[index].changed = true;
   if (this->change_delay_ms_ == 0) {
     // At once, but after the rest of this main-loop pass: every point published in the
@@ -321,6 +324,8 @@ void DataExchange::mark_changed_(size_t index) {
 }
 
 void DataExchange::loop() {
+  if (this->backlog_bytes_ != 0)
+    this->loop_backlog_();
   if (this->any_changed_ && millis() - this->first_change_ms_ >= this->change_delay_ms_)
     this->send_changes_();
 }
@@ -373,9 +378,9 @@ void DataExchange::send_node_frame_(const std::string *indices) {
   // A full frame carries the node's state with every point's value. A change frame
   // (protocol 4) carries values only, with their positions ("i"): acknowledgements,
   // refusals, counters, acquisition and fail-safe state wait for the next full frame.
-  static const char *const FULL_KEYS[] = {"v", "m", "s", "u", "x", "a", "q", "f", "r", "e", "o"};
+  static const char *const FULL_KEYS[] = {"v", "m", "s", "u", "x", "a", "q", "f", "r", "e", "o", "l", "n"};
   static const char *const CHANGE_KEYS[] = {"v", "m", "s", "u", "x", "i"};
-  std::string vals[11];
+  std::string vals[13];
   vals[0] = std::to_string(PROTOCOL_VERSION);
   vals[1] = this->model_hex_;
   vals[2] = std::to_string(this->seq_);
@@ -391,7 +396,13 @@ void DataExchange::send_node_frame_(const std::string *indices) {
     vals[8] = std::to_string(this->refused_frames_);
     vals[9] = this->last_refusal_;
     vals[10] = std::to_string(this->foreign_requests_);
-    this->send_event_(FRAME_EVENT, FULL_KEYS, vals, 11);
+    size_t count = 11;
+    if (this->backlog_bytes_ != 0) {  // since 5: readings dropped and waiting
+      vals[11] = std::to_string(this->backlog_.dropped());
+      vals[12] = std::to_string(this->backlog_.waiting());
+      count = 13;
+    }
+    this->send_event_(FRAME_EVENT, FULL_KEYS, vals, count);
   }
   this->values_buf_.swap(vals[4]);  // keep the grown buffer for the next frame
 }
@@ -400,6 +411,7 @@ void DataExchange::on_describe() {
   // With the model, where this node stands: its boot id tells Home Assistant whether it
   // restarted since they last spoke, before Home Assistant sends its first desired frame
   // (uptime alone cannot: a host node's clock does not start at zero).
+  this->backlog_connected_();  // a new connection begins with this request
   static const char *const KEYS[] = {"v", "m", "c", "t", "p", "b", "u", "s", "k"};
   std::string vals[9];
   vals[0] = std::to_string(PROTOCOL_VERSION);
@@ -574,7 +586,7 @@ void DataExchange::refuse_(uint64_t seq, Refusal reason, int point) {
 }
 
 void DataExchange::on_write(std::string token, std::string seq_text, std::string seen_text, std::string model,
-                            std::string values, int32_t acquisition) {
+                            std::string values, int32_t acquisition, std::string backlog) {
   // Not from Data Exchange (its token is sent to Data Exchange clients only): another API
   // client called the action. Counted (frame key "o"), ignored: no refusal, no fail-safe.
   if (token != this->token_) {
@@ -588,7 +600,8 @@ void DataExchange::on_write(std::string token, std::string seq_text, std::string
   // Validate the whole frame first; apply nothing unless every part is valid.
   uint64_t seq = 0;
   uint64_t seen_seq = 0;
-  if (!parse_u64(seq_text, seq) || !parse_u64(seen_text, seen_seq)) {
+  uint64_t backlog_seq = 0;
+  if (!parse_u64(seq_text, seq) || !parse_u64(seen_text, seen_seq) || !parse_u64(backlog, backlog_seq)) {
     this->refuse_(seq, Refusal::FORMAT, -1);
     return;
   }
@@ -646,6 +659,7 @@ void DataExchange::on_write(std::string token, std::string seq_text, std::string
     ESP_LOGI(TAG, "Desired frames again: fail-safe ended");
   }
   this->arm_failsafe_();
+  this->backlog_acknowledged_(backlog_seq);
   // A frame that changed something is acknowledged at once with a full frame; one that
   // changed nothing (Home Assistant's cyclic full state) by the next cycle frame, which
   // carries its sequence number: one frame per cycle while nothing changes.
