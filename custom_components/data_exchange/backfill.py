@@ -90,10 +90,16 @@ def _append(path: Path, batch: dict[str, Any]) -> None:
 def _load(path: Path, now: float) -> list[dict[str, Any]]:
     """The journal without batches older than the retention (rewritten if any went)."""
     batches = read_journal(path)
-    keep = [b for b in batches if b["rows"] and b["rows"][-1][0] >= now - JOURNAL_RETENTION.total_seconds()]
+    keep = [
+        b
+        for b in batches
+        if b["rows"] and b["rows"][-1][0] >= now - JOURNAL_RETENTION.total_seconds()
+    ]
     if len(keep) != len(batches):
         part = path.with_name(path.name + ".part")
-        part.write_text("".join(json.dumps(b, separators=(",", ":")) + "\n" for b in keep))
+        part.write_text(
+            "".join(json.dumps(b, separators=(",", ":")) + "\n" for b in keep)
+        )
         part.replace(path)
     return keep
 
@@ -107,11 +113,13 @@ def journal_rows(
         paths = sorted(journal_folder(hass).glob("*.jsonl"))
     except OSError:
         return
-    rows = []
+    rows: list[tuple[float, str, float]] = []
     for path in paths:
         for batch in read_journal(path):
             rows.extend(
-                (t, e, v) for t, e, v in batch["rows"] if e in entity_ids and lo <= t < hi
+                (t, e, v)
+                for t, e, v in batch["rows"]
+                if e in entity_ids and lo <= t < hi
             )
     for t, e, v in sorted(rows):
         yield datetime.fromtimestamp(t, UTC), e, v
@@ -176,16 +184,22 @@ class Backfill:
         frame = BacklogFrame.from_event(data, model)
         received = time.time()
         self.node.entry.async_create_background_task(
-            self.hass, self._async_record(frame, model.boot_id, received), f"{DOMAIN} backfill"
+            self.hass,
+            self._async_record(frame, model.boot_id, received),
+            f"{DOMAIN} backfill",
         )
 
     def _entity_id(self, index: int) -> str | None:
         point = self.node.points[index]
         return er.async_get(self.hass).async_get_entity_id(
-            point.platform, DOMAIN, self.node.unique_id(point.kind, point.info.object_id)
+            point.platform,
+            DOMAIN,
+            self.node.unique_id(point.kind, point.info.object_id),
         )
 
-    async def _async_record(self, frame: BacklogFrame, boot_id: str, received: float) -> None:
+    async def _async_record(
+        self, frame: BacklogFrame, boot_id: str, received: float
+    ) -> None:
         async with self._lock:
             await self.async_load()
             fresh = self.ledger.fresh(boot_id, frame)
@@ -240,7 +254,11 @@ class Backfill:
                 try:
                     await self._async_merge(entity_id, start, period)
                 except Exception:
-                    _LOGGER.exception("%s: backfill of %s's statistics failed", self.node.name, entity_id)
+                    _LOGGER.exception(
+                        "%s: backfill of %s's statistics failed",
+                        self.node.name,
+                        entity_id,
+                    )
         if self._pending and not self.hass.is_stopping:
             first = min(p[1] + p[2] for p in self._pending) + COMPILED_AFTER
             self._unsub_timer = async_track_point_in_utc_time(
@@ -250,7 +268,9 @@ class Backfill:
     async def _async_merge(self, entity_id: str, start: float, period: float) -> None:
         from homeassistant.components.recorder import get_instance
         from homeassistant.components.recorder.db_schema import StatisticsShortTerm
-        from homeassistant.components.recorder.history import state_changes_during_period
+        from homeassistant.components.recorder.history import (
+            state_changes_during_period,
+        )
         from homeassistant.components.recorder.models import StatisticMeanType
         from homeassistant.components.recorder.statistics import (
             STATISTIC_UNIT_TO_UNIT_CONVERTER,
@@ -259,7 +279,10 @@ class Backfill:
         from homeassistant.components.sensor import SensorStateClass
 
         state = self.hass.states.get(entity_id)
-        if state is None or state.attributes.get("state_class") != SensorStateClass.MEASUREMENT:
+        if (
+            state is None
+            or state.attributes.get("state_class") != SensorStateClass.MEASUREMENT
+        ):
             return
         recorder = get_instance(self.hass)
         begin = datetime.fromtimestamp(start - HOUR, UTC)

@@ -59,7 +59,11 @@ class BacklogFrame:
         model_id = _field(data, "m")
         if model_id != model.model_id:
             raise ProtocolError(f"backlog frame of model {model_id[:16]!r}")
-        uptime_ms, first_seq, time_ms = _uint(data, "u"), _uint(data, "y"), _uint(data, "j")
+        uptime_ms, first_seq, time_ms = (
+            _uint(data, "u"),
+            _uint(data, "y"),
+            _uint(data, "j"),
+        )
         if first_seq == 0:
             raise ProtocolError("backlog readings are numbered from 1")
         items = _field(data, "h").split(",")
@@ -71,14 +75,15 @@ class BacklogFrame:
             if len(parts) != 3 or not _is_uint(parts[0]) or not _is_uint(parts[1]):
                 raise ProtocolError(f"malformed reading {item[:32]!r}")
             point = int(parts[0])
-            if point >= len(model.points) or model.points[point].type not in BACKLOG_TYPES:
+            if (
+                point >= len(model.points)
+                or model.points[point].type not in BACKLOG_TYPES
+            ):
                 raise ProtocolError(f"reading of point {point}")
             ptype = model.points[point].type
             # Booleans travel as the numbers 0 and 1.
             value = decode_value(PointType.SENSOR, parts[2])
-            if value is None or (
-                ptype.encoding == "bool" and value not in (0.0, 1.0)
-            ):
+            if value is None or (ptype.encoding == "bool" and value not in (0.0, 1.0)):
                 raise ProtocolError(f"reading value {parts[2][:16]!r}")
             time_ms += int(parts[1])
             if time_ms > uptime_ms:

@@ -171,6 +171,7 @@ class Frame:
             "model": self.model,
             "values": self.values,
             "acquisition": self.acquisition,
+            "backlog": "0",
         }
 
 
