@@ -42,14 +42,18 @@ MODEL = Model.from_event(
 )
 
 
-def _event(h: str, *, y: str = "1", j: str = "1000", u: str = "5000", **more: str) -> dict[str, str]:
+def _event(
+    h: str, *, y: str = "1", j: str = "1000", u: str = "5000", **more: str
+) -> dict[str, str]:
     data = {"v": str(PROTOCOL_VERSION), "m": "0a1b2c3d", "u": u, "y": y, "j": j, "h": h}
     data.update(more)
     return data
 
 
 def test_decode_readings_with_times_and_sequence() -> None:
-    frame = BacklogFrame.from_event(_event("0:0:21.5,1:250:1,3:0:-3,4:1000:0", y="7"), MODEL)
+    frame = BacklogFrame.from_event(
+        _event("0:0:21.5,1:250:1,3:0:-3,4:1000:0", y="7"), MODEL
+    )
     assert [(r.seq, r.point, r.uptime_ms, r.value) for r in frame.readings] == [
         (7, 0, 1000, 21.5),
         (8, 1, 1250, 1.0),
@@ -116,11 +120,16 @@ def test_any_node_encoding_decodes_to_its_readings(
 
     parts = []
     for point, dt, value in readings:
-        boolean = MODEL.points[point].type in (PointType.BINARY_SENSOR, PointType.SWITCH)
+        boolean = MODEL.points[point].type in (
+            PointType.BINARY_SENSOR,
+            PointType.SWITCH,
+        )
         number = float(value > 0) if boolean else value
         parts.append(f"{point}:{dt}:{encode_value(PointType.SENSOR, number)}")
     end = 1000 + sum(dt for _, dt, _ in readings)
-    frame = BacklogFrame.from_event(_event(",".join(parts), y=str(first), u=str(end)), MODEL)
+    frame = BacklogFrame.from_event(
+        _event(",".join(parts), y=str(first), u=str(end)), MODEL
+    )
     assert [r.seq for r in frame.readings] == list(range(first, first + len(readings)))
     assert frame.readings[-1].uptime_ms == end
     for reading, (point, _, value) in zip(frame.readings, readings, strict=True):
@@ -185,7 +194,8 @@ def test_aggregate_weights_by_time() -> None:
     assert (held.mean, held.min, held.max) == (20.0, 10.0, 30.0)
     # Without it, only the time from the first sample on.
     alone = aggregate([(1800.0, 30.0)], 0.0, 3600.0)
-    assert alone is not None and alone.mean == 30.0
+    assert alone is not None
+    assert alone.mean == 30.0
     assert aggregate([(3600.0, 1.0)], 0.0, 3600.0) is None  # the end is exclusive
 
 
@@ -202,7 +212,8 @@ def test_a_partial_hour_merged_has_more_data_not_less() -> None:
     backlog = [(float(t), 30.0) for t in range(1800, 3600, 60)]
     alone = aggregate(live, 0.0, 3600.0)
     merged = aggregate(merge_samples(backlog, live), 0.0, 3600.0)
-    assert alone is not None and merged is not None
+    assert alone is not None
+    assert merged is not None
     assert alone.max == 20.0  # what the states alone say (the last value held)
     assert (merged.mean, merged.min, merged.max) == (25.0, 20.0, 30.0)
 
@@ -222,14 +233,19 @@ def test_aggregate_mean_between_min_and_max(
     tolerance = 1e-9 * max(1.0, abs(figures.min), abs(figures.max))
     assert figures.min - tolerance <= figures.mean <= figures.max + tolerance
     values = [v for _, v in samples] + ([before] if before is not None else [])
-    assert figures.min == min(values) and figures.max == max(values)
+    assert figures.min == min(values)
+    assert figures.max == max(values)
 
 
-@given(st.lists(st.floats(0, 1e10), min_size=1, max_size=30), st.sampled_from([300.0, 3600.0]))
+@given(
+    st.lists(st.floats(0, 1e10), min_size=1, max_size=30),
+    st.sampled_from([300.0, 3600.0]),
+)
 def test_periods_cover_every_time(times: list[float], period: float) -> None:
     starts = periods(times, period)
     assert starts == sorted(set(starts))
     for t in times:
         start = period_start(t, period)
-        assert start in starts and start <= t < start + period
+        assert start in starts
+        assert start <= t < start + period
         assert math.isclose(start % period, 0.0, abs_tol=1e-6)

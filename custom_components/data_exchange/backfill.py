@@ -166,6 +166,10 @@ class Backfill:
             self._rows.extend((float(t), str(e), float(v)) for t, e, v in batch["rows"])
         recent = time.time() - REMERGE_WITHIN
         self._plan([(t, e) for t, e, _ in self._rows if t >= recent])
+        if self._pending:
+            self.node.entry.async_create_background_task(
+                self.hass, self._async_merge_due(), f"{DOMAIN} backfill merge"
+            )
 
     @callback
     def on_full_frame(self, dropped: int | None, waiting: int | None) -> bool:
@@ -243,7 +247,11 @@ class Backfill:
     async def _async_merge_due(self, _now: Any = None) -> None:
         from homeassistant.components.recorder import get_instance
 
-        self._unsub_timer = None
+        if self._unsub_timer is not None:
+            self._unsub_timer()
+            self._unsub_timer = None
+        if "recorder" not in self.hass.config.components:
+            return  # no statistics to merge into
         now = time.time()
         due = sorted(p for p in self._pending if p[1] + p[2] + COMPILED_AFTER <= now)
         if due:

@@ -73,9 +73,7 @@ async def test_readings_kept_without_client_and_replayed_paced(
         # Numbered from 1 without gap, in time order; nothing resent.
         assert [r.seq for r in readings] == list(range(1, len(readings) + 1))
         assert len(readings) >= waiting
-        assert all(
-            a.uptime_ms <= b.uptime_ms for a, b in itertools.pairwise(readings)
-        )
+        assert all(a.uptime_ms <= b.uptime_ms for a, b in itertools.pairwise(readings))
         # The three sensors, their values as the random walks allow.
         assert {r.point for r in readings} == {0, 1, 2}
         assert all(15.0 <= r.value <= 30.0 for r in readings if r.point == 0)
@@ -86,7 +84,9 @@ async def test_readings_kept_without_client_and_replayed_paced(
         full = [f for f in dx.frames if f.full]
         gaps = [b.uptime_ms - a.uptime_ms for a, b in itertools.pairwise(full[-10:])]
         assert all(g <= CYCLE_MS * 1.75 for g in gaps), gaps
-        print(f"replay: {len(readings)} readings, {len(frames)} frames, {seconds:.3f} s")
+        print(
+            f"replay: {len(readings)} readings, {len(frames)} frames, {seconds:.3f} s"
+        )
     finally:
         await dx.disconnect()
 

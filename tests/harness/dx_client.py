@@ -9,6 +9,7 @@ from typing import Any, Self
 
 from aioesphomeapi import HomeassistantServiceCall
 
+from custom_components.data_exchange.backlog import BacklogFrame
 from custom_components.data_exchange.protocol import (
     CLIENT_INFO_PREFIX,
     DESCRIBE_ACTION,
@@ -20,7 +21,6 @@ from custom_components.data_exchange.protocol import (
     NodeFrame,
     Value,
 )
-from custom_components.data_exchange.backlog import BacklogFrame
 from tests.harness.node import Node
 from tests.harness.peer import Peer
 
