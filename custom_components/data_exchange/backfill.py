@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 import json
 import logging
 import os
@@ -217,6 +218,9 @@ class Backfill:
                 batch = {"boot": boot_id, "last": frame.last_seq, "rows": rows}
                 await self.hass.async_add_executor_job(_append, self.path, batch)
                 self.ledger.stored(boot_id, frame.last_seq)
+                # In memory: what a merge may still need (the journal keeps the rest).
+                keep = time.time() - REMERGE_WITHIN - HOUR
+                self._rows = [r for r in self._rows if r[0] >= keep]
                 self._rows.extend(rows)
             self._send_soon()  # the acknowledgement frees the node's ring
             if not rows:
@@ -283,6 +287,7 @@ class Backfill:
         from homeassistant.components.recorder.statistics import (
             STATISTIC_UNIT_TO_UNIT_CONVERTER,
             async_import_statistics,
+            get_metadata,
         )
         from homeassistant.components.sensor import SensorStateClass
 
@@ -310,17 +315,26 @@ class Backfill:
         figures = aggregate(samples, start, period, before[-1] if before else None)
         if figures is None:
             return
-        unit = state.attributes.get(ATTR_UNIT_OF_MEASUREMENT)
-        converter = STATISTIC_UNIT_TO_UNIT_CONVERTER.get(unit)
-        metadata: Any = {
-            "has_sum": False,
-            "mean_type": StatisticMeanType.ARITHMETIC,
-            "name": None,
-            "source": "recorder",
-            "statistic_id": entity_id,
-            "unit_of_measurement": unit,
-            "unit_class": converter.UNIT_CLASS if converter else None,
-        }
+        # The recorder's own metadata of the entity (its unit, unit class), as compiled;
+        # the same kind of metadata for an entity not compiled yet.
+        known = await recorder.async_add_executor_job(
+            partial(get_metadata, self.hass, statistic_ids={entity_id})
+        )
+        metadata: Any
+        if entity_id in known:
+            metadata = dict(known[entity_id][1])
+        else:
+            unit = state.attributes.get(ATTR_UNIT_OF_MEASUREMENT)
+            converter = STATISTIC_UNIT_TO_UNIT_CONVERTER.get(unit)
+            metadata = {
+                "has_sum": False,
+                "mean_type": StatisticMeanType.ARITHMETIC,
+                "name": None,
+                "source": "recorder",
+                "statistic_id": entity_id,
+                "unit_of_measurement": unit,
+                "unit_class": converter.UNIT_CLASS if converter else None,
+            }
         row: Any = {
             "start": datetime.fromtimestamp(start, UTC),
             "mean": figures.mean,

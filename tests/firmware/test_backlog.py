@@ -154,3 +154,50 @@ async def test_overflow_drops_the_oldest_and_counts(backlog_node: Node) -> None:
         assert first.readings[0].seq == dropped_now + 1
     finally:
         await dx.disconnect()
+
+
+# The default ring (48 KiB: 4,096 readings, one hour of the example ESP32 node's backlog
+# points) filled fast: three sensors every 10 ms.
+FULL_DEFAULT = {"cycle": "1s", "sample_interval": "10ms", "backlog_size": "49152"}
+
+
+@pytest.fixture
+def default_ring_node(node_factory: NodeFactory) -> Node:
+    return node_factory.start(FIRMWARE / "sim-node.yaml", **FULL_DEFAULT)
+
+
+async def test_replay_time_of_a_full_default_ring(default_ring_node: Node) -> None:
+    """The figure in esphome/README.md: an hour of the example node's data (the default
+    ring, full) replayed to a client that acknowledges each frame as it arrives, as Home
+    Assistant does (it also writes each batch to disk first)."""
+    dx = await DxClient(default_ring_node).connect()
+    try:
+        while (await _waiting(dx))[1] == 0:  # full once the first reading is dropped
+            pass
+        await dx.disconnect()
+        dx = await DxClient(default_ring_node).connect()
+        waiting, _ = await _waiting(dx)
+        assert waiting == 4096
+        sent = time.monotonic()
+        await dx.write([None] * 5)
+        readings = frames = 0
+        last = sent
+        while True:
+            try:
+                frame = await dx.next_backlog(timeout=3)
+            except TimeoutError:
+                break
+            last = time.monotonic()
+            readings += len(frame.readings)
+            frames += 1
+            await dx.write([None] * 5, overrides={"backlog": str(frame.last_seq)})
+        seconds = last - sent
+        assert readings >= 4096
+        assert (await _waiting(dx))[0] == 0
+        print(
+            f"replay of a full default ring: {readings} readings in {frames} frames,"
+            f" {seconds:.3f} s"
+        )
+        assert seconds < 10
+    finally:
+        await dx.disconnect()

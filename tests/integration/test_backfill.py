@@ -185,7 +185,7 @@ async def test_outage_backfilled_into_statistics_and_export(
     back = time.time()
     await _backfilled_until(hass_process, back - 3)
 
-    rows = await _export(hass, temperature, began - 1)
+    rows = await _export(hass, temperature, began - 300)
     backlog = [r for r in rows if r["changed_by"] == "backlog"]
     live = [r for r in rows if r["changed_by"] != "backlog"]
     times = [_seconds(r) for r in backlog]
@@ -235,7 +235,7 @@ async def test_outage_backfilled_into_statistics_and_export(
     await hass.start()
     await _live_temperature(hass)
     await _backfilled_until(hass_process, time.time() - 3)
-    again = await _export(hass, temperature, began - 1)
+    again = await _export(hass, temperature, began - 300)
     keys = [(r["time"], r["entity_id"]) for r in again if r["changed_by"] == "backlog"]
     assert len(keys) == len(set(keys))
     first = [
