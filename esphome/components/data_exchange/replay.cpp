@@ -70,9 +70,10 @@ void DataExchange::backlog_acknowledged_(uint64_t seq) {
     return;
   if (!this->backlog_live_) {
     this->backlog_live_ = true;
-    if (this->backlog_.waiting() != 0)
+    if (this->backlog_.waiting() != 0) {
       ESP_LOGI(TAG, "Client back: replaying %u readings (%" PRIu64 " dropped since boot)",
                static_cast<unsigned>(this->backlog_.waiting()), this->backlog_.dropped());
+    }
   }
   this->backlog_.acknowledge(seq);
 }
