@@ -184,6 +184,7 @@ async def test_outage_backfilled_into_statistics_and_export(
     await _live_temperature(hass)
     back = time.time()
     await _backfilled_until(hass_process, back - 3)
+    stored = time.time() - back
 
     rows = await _export(hass, temperature, began - 300)
     backlog = [r for r in rows if r["changed_by"] == "backlog"]
@@ -196,6 +197,10 @@ async def test_outage_backfilled_into_statistics_and_export(
     assert times[0] < killed + 2, (times[0], killed)
     assert times[-1] > back - 3
     assert len(times) >= (back - killed) / SAMPLE * 0.9, len(times)
+    print(
+        f"backfill: {len(times)} temperature readings ({3 * len(times)} in all) of a"
+        f" {back - killed:.0f} s outage stored {stored:.2f} s after live values"
+    )
     gaps = [
         (b - a, a - killed) for a, b in itertools.pairwise(times) if b - a >= 3 * SAMPLE
     ]
