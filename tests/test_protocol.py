@@ -107,7 +107,8 @@ def test_model_counters_are_64_bit() -> None:
         {"v": "1"},  # protocol 1: 32-bit integer arguments, no boot id
         {"v": "2"},  # protocol 2: no change frames
         {"v": "3"},  # protocol 3: change frames with the whole header
-        {"v": "5"},
+        {"v": "4"},  # protocol 4: before the keys of issue 17
+        {"v": "6"},
         {"m": "XYZ"},
         {"p": ""},
         {"p": "Q00000001"},

@@ -1,12 +1,9 @@
 """The exchange engine: the state of one node's points, without Home Assistant.
 
-It holds the model, the reported and desired values (values.Stamped), applies the
-writer-priority rule, tracks acknowledgements, sessions and node restarts. Time is passed
-in: ``now`` is monotonic (every rule uses it), ``wall`` the wall clock (display and Store
-only), so every rule is testable without a clock and no clock step changes a decision.
-
-The rules are stated in docs/exchange.md ("Writer priority", "Reconciliation"); the model
-test (tests/model/) checks them against an independent restatement.
+The model, reported and desired values (values.Stamped), writer priority, acknowledgements,
+sessions and node restarts. Time is passed in: ``now`` is monotonic (every rule uses it),
+``wall`` the wall clock (display and Store only), so no clock step changes a decision. The
+rules: docs/exchange.md; the model test (tests/model/) checks them independently.
 """
 
 from __future__ import annotations
@@ -123,11 +120,8 @@ class ExchangeEngine:
         wall: float = 0.0,
         group: int = 0,
     ) -> None:
-        """A desired value written in Home Assistant (a user, an automation, an action).
-
-        The caller has checked it with the rule (rules.refusal); numbers are kept as the
-        node will hold them (32-bit floats).
-        """
+        """A desired value written in Home Assistant, checked by the caller (rules.refusal);
+        numbers kept as the node will hold them (32-bit floats)."""
         points = self._require_model().points
         if not 0 <= index < len(points):
             raise IndexError(index)
@@ -144,9 +138,9 @@ class ExchangeEngine:
         return self._group
 
     def write_acquisition(
-        self, running: bool, changed_by: str, now: float, wall: float = 0.0
+        self, running: bool, by: str, now: float, wall: float = 0
     ) -> None:
-        self._set_acquisition(Stamped(running, now, changed_by, wall))
+        self._set_acquisition(Stamped(running, now, by, wall))
 
     def _set_desired(self, index: int, stamped: Stamped) -> None:
         self.desired[index] = stamped
@@ -190,12 +184,9 @@ class ExchangeEngine:
         return restarted
 
     def next_desired_frame(self, now: float = 0.0) -> DesiredFrame:
-        """The next desired frame (every cycle, full state).
-
-        Per cycle this costs a counter and a dict: the values are encoded again only after
-        one of them changed. Values carried for the first time get their frame number and,
-        if written in Home Assistant, their writer-priority window from now.
-        """
+        """The next desired frame (full state); values are encoded again only after one
+        changed. Values carried for the first time get their frame number and, if written
+        in Home Assistant, their writer-priority window from now."""
         model = self._require_model()
         self.desired_seq += 1
         self.frame_carries_writes = bool(self._unsent)
@@ -302,9 +293,8 @@ class ExchangeEngine:
             deferred.discard(_ACQUISITION)
 
     def _take_refusal(self, node_refusal: NodeRefusal, result: FrameResult) -> None:
-        """The node refused a desired frame: drop the refused point's value (the node's own
-        value then becomes desired, if acceptable) and the rest of its grouped write (all or
-        nothing), so every other point flows again. A value written since stays."""
+        """The node refused a desired frame: drop the refused point's value and the rest of
+        its grouped write (all or nothing); a value written since stays."""
         if node_refusal.seq <= self.refusal_seq or node_refusal.seq > self.desired_seq:
             return
         self.refusal_seq = node_refusal.seq
@@ -325,12 +315,9 @@ class ExchangeEngine:
         return desired.seq == 0 or self.acked_seq < desired.seq
 
     def _judge(self, index: int, reported: Value, now: float, wall: float) -> Verdict:
-        """Writer priority for one point of a frame (priority.py), applied.
-
-        A value the node would refuse back is never made desired: when nothing is desired
-        yet the node's own value stands and nothing is sent; a local change the node would
-        refuse drops the desired value.
-        """
+        """Writer priority for one point of a frame (priority.py), applied. A value the
+        node would refuse back is never made desired (the node's own value stands, or the
+        desired value is dropped)."""
         desired = self.desired.get(index)
         verdict = judge(
             desired,
@@ -347,6 +334,27 @@ class ExchangeEngine:
             else:
                 self._drop_desired(index)
         return verdict
+
+    def holds_desired(self) -> bool:
+        """The node's frames show it holds every desired value: a desired frame now would
+        change nothing (a full frame of this session says so, nothing unsent, unjudged)."""
+        acquisition = self.desired_acquisition
+        if (
+            self.last_frame is None
+            or self._unsent
+            or self._deferred
+            or self.acked_seq < self.desired_seq
+            or self.failsafe_active
+            or (
+                acquisition is not None
+                and acquisition.value != self.acquisition_running
+            )
+        ):
+            return False
+        return all(
+            (r := self.reported[i]) is not None and same(r.value, d.value)
+            for i, d in self.desired.items()
+        )
 
     def report(self, index: int, value: Value, now: float, wall: float = 0.0) -> bool:
         """A reported value outside frames (entity mode); True if it changed."""
@@ -393,7 +401,4 @@ class ExchangeEngine:
 
 
 def _track(deferred: set[int], key: int, verdict: Verdict) -> None:
-    if verdict is Verdict.DEFER:
-        deferred.add(key)
-    else:
-        deferred.discard(key)
+    (deferred.add if verdict is Verdict.DEFER else deferred.discard)(key)

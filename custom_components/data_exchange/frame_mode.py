@@ -5,8 +5,9 @@ The data path of a node frame goes one way: connection -> ``on_node_event`` -> p
 Store, repair issues). A write goes one way too: ``write`` -> engine -> the next desired
 frame (built by the engine, encoded by protocol) -> connection.
 
-Every cycle (option *desired interval*) the full desired frame goes out; writes go out at
-once, several of one event loop iteration in one frame.
+Every desired frame interval the full desired frame goes out while the node does not hold
+all of it, else as a heartbeat (heartbeat.py); writes go out at once, several of one event
+loop iteration in one frame.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from homeassistant.helpers.event import async_track_time_interval
 from .backfill import Backfill
 from .const import DOMAIN, MODE_FRAME, STORE_DESIRED_WITHIN
 from .describe import Describe
+from .heartbeat import DesiredSchedule
 from .listeners import Topic
 from .modes import ExchangeMode
 from .protocol import (
@@ -56,6 +58,7 @@ class FrameMode(ExchangeMode):
         self._malformed_logged = False
         self._refusal_logged = False
         self._previous: NodeFrame | None = None  # the last full frame taken
+        self.schedule = DesiredSchedule(node.desired_interval)
         self.backfill = Backfill(node, self._send_soon)  # store-and-forward
         node.entry.async_on_unload(self.backfill.shutdown)
 
@@ -222,19 +225,24 @@ class FrameMode(ExchangeMode):
             self._unsub_cycle = None
 
     async def _async_cycle(self, _now: Any) -> None:
-        node = self.node
+        node, engine, now = self.node, self.node.engine, time.monotonic()
         # Silence is noticed here; values stay offline-stale until the first frame.
-        if node.engine.last_frame is not None:
-            node.set_stale(
-                node.engine.stale_reason(connected=node.connected, now=time.monotonic())
-            )
+        if engine.last_frame is not None:
+            node.set_stale(engine.stale_reason(connected=node.connected, now=now))
+        model = engine.model
+        if model is not None and not self.schedule.due(
+            holds_desired=engine.holds_desired(), failsafe_ms=model.failsafe_ms, now=now
+        ):
+            return
         await self._async_send()
 
     async def _async_send(self) -> None:
         node = self.node
         if not self._ready or not node.connected or node.engine.model is None:
             return
-        frame = node.engine.next_desired_frame(time.monotonic())
+        now = time.monotonic()
+        frame = node.engine.next_desired_frame(now)
+        self.schedule.sent(now)
         boot_id = node.engine.model.boot_id
         frame = dataclasses.replace(
             frame, backlog=self.backfill.acknowledgement(boot_id)

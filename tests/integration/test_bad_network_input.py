@@ -77,7 +77,7 @@ CASES = [
     # Protocol 4: a frame of version 3 (the previous protocol) is as unknown as one of 5.
     ("old_version", "inject", {"v": "3"}, "unsupported protocol version '3'"),
     ("older_version", "inject", {"v": "2"}, "unsupported protocol version '2'"),
-    ("unknown_version", "inject", {"v": "5"}, "unsupported protocol version '5'"),
+    ("unknown_version", "inject", {"v": "6"}, "unsupported protocol version '6'"),
     # The last refusal (key e, "seq:writable_index:reason") is checked like every key.
     ("garbage_refusal", "inject", {"e": "garbage"}, "malformed refusal 'garbage'"),
     ("unknown_reason", "inject", {"e": "1:0:bogus"}, "malformed refusal '1:0:bogus'"),

@@ -347,18 +347,22 @@ async def test_counters_pass_their_old_limits(
     relay = find(hass, entry, "switch", "relay")
     hand = await person_at(node).start()
     try:
-        # 30 frames carry both counters across their old limits; a write on each side.
-        await turn(hass, relay, True)
-        await until(hass, lambda: hand.states.get("relay") is True, what="relay on")
-        await watch.until(
-            lambda: (
-                manager.engine.stats.last_seq > node_seq + 30
-                and manager.engine.desired_seq > desired_seq + 30
-            ),
-            within=20,
-        )
-        await turn(hass, relay, False)
-        await until(hass, lambda: hand.states.get("relay") is False, what="relay off")
+        # Both counters across their old limits, with writes on each side. The node's
+        # frames (one per cycle) get there by themselves; Home Assistant's desired frames
+        # go out for writes (a node that holds every desired value gets only heartbeats),
+        # so writes take them across.
+        for n in range(60):
+            state = n % 2 == 0
+            await turn(hass, relay, state)
+            await until(
+                hass,
+                lambda state=state: hand.states.get("relay") is state,
+                what=f"relay {state}",
+            )
+            if manager.engine.desired_seq > desired_seq + 30 and n % 2:
+                break
+        await watch.until(lambda: manager.engine.stats.last_seq > node_seq + 30)
+        assert manager.engine.desired_seq > desired_seq + 30
     finally:
         await hand.disconnect()
     stats = manager.engine.stats
