@@ -105,7 +105,7 @@ def _backlog_points(config):
     if backlog is None:
         return []
     kinds = [next(k for k in POINT_TYPES if k in p) for p in config[CONF_POINTS]]
-    ids = [str(p[k]) for p, k in zip(config[CONF_POINTS], kinds)]
+    ids = [str(p[k]) for p, k in zip(config[CONF_POINTS], kinds, strict=True)]
     if CONF_POINTS not in backlog:
         return [i for i, k in enumerate(kinds) if k == "sensor"]
     positions = []
