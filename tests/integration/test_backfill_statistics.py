@@ -5,6 +5,7 @@ covered end to end (test_backfill.py); an hour-long real outage is not run."""
 
 from __future__ import annotations
 
+from functools import partial
 import time
 
 from homeassistant.components.recorder import Recorder, get_instance
@@ -81,6 +82,6 @@ async def test_an_hour_of_readings_replaces_a_thinner_row(
     assert row["mean"] != pytest.approx(20.0)
     # The recorder's metadata of the entity is kept (unit, unit class).
     meta = await get_instance(hass).async_add_executor_job(
-        get_metadata, hass, statistic_ids={temperature}
+        partial(get_metadata, hass, statistic_ids={temperature})
     )
     assert meta[temperature][1]["unit_of_measurement"] == "°C"
