@@ -143,7 +143,10 @@ class Backfill:
         self.waiting = 0  # readings it holds (key n)
         self.has_backlog = False  # its full frames carry l and n
         self._rows: list[tuple[float, str, float]] = []  # recent journal rows
-        self._lock = asyncio.Lock()
+        self._queue: list[dict[str, Any]] = []  # batches waiting for the disk
+        self._writing = False
+        self._queued_boot = ""
+        self._queued_seq = 0  # last reading queued for the disk
         self._loaded = False
         self._pending: set[tuple[str, float, float]] = set()  # entity, start, period
         self._unsub_timer: CALLBACK_TYPE | None = None
@@ -167,7 +170,7 @@ class Backfill:
             self._rows.extend((float(t), str(e), float(v)) for t, e, v in batch["rows"])
         recent = time.time() - REMERGE_WITHIN
         self._plan([(t, e) for t, e, _ in self._rows if t >= recent])
-        if self._pending:
+        if self._pending and "recorder" in self.hass.config.components:
             self.node.entry.async_create_background_task(
                 self.hass, self._async_merge_due(), f"{DOMAIN} backfill merge"
             )
@@ -185,14 +188,75 @@ class Backfill:
 
     @callback
     def on_frame(self, data: dict[str, str], model: Model) -> None:
-        """A backlog frame: decoded here (ProtocolError: malformed), recorded in a task."""
+        """A backlog frame: decoded here (ProtocolError: malformed), its new readings
+        queued for the journal. Batches are written one after the other, each
+        acknowledged once it is on disk, so a crash never frees a reading not stored."""
         frame = BacklogFrame.from_event(data, model)
         received = time.time()
-        self.node.entry.async_create_background_task(
-            self.hass,
-            self._async_record(frame, model.boot_id, received),
-            f"{DOMAIN} backfill",
+        boot_id = model.boot_id
+        # Not stored, nor waiting for the disk (a frame sent again meanwhile).
+        queued = self._queued_seq if boot_id == self._queued_boot else 0
+        fresh = [r for r in self.ledger.fresh(boot_id, frame) if r.seq > queued]
+        if not fresh:
+            self._send_soon()  # stored already: acknowledged again
+            return
+        rows = []
+        for reading in fresh:
+            entity_id = self._entity_id(reading.point)
+            if entity_id is not None:
+                at = wall_time(received, frame.uptime_ms, reading.uptime_ms)
+                rows.append((round(at, 3), entity_id, reading.value))
+        self._queued_boot, self._queued_seq = boot_id, frame.last_seq
+        self._queue.append({"boot": boot_id, "last": frame.last_seq, "rows": rows})
+        self._write_next()
+
+    @callback
+    def _write_next(self) -> None:
+        # An executor job with a done callback, not a task: nothing lingers meanwhile.
+        if self._writing or not self._queue:
+            return
+        self._writing = True
+        batch = self._queue.pop(0)
+        future = self.hass.async_add_executor_job(_append, self.path, batch)
+        future.add_done_callback(lambda done: self._stored(batch, done))
+
+    @callback
+    def _stored(self, batch: dict[str, Any], done: asyncio.Future[None]) -> None:
+        self._writing = False
+        if done.cancelled() or done.exception() is not None:
+            _LOGGER.warning(
+                "%s: backlog readings not stored (the node sends them again): %s",
+                self.node.name,
+                None if done.cancelled() else done.exception(),
+            )
+            self._queue.clear()
+            self._queued_seq = 0
+            return
+        rows: list[tuple[float, str, float]] = batch["rows"]
+        self.ledger.stored(batch["boot"], batch["last"])
+        # In memory: what a merge may still need (the journal keeps the rest).
+        keep = time.time() - REMERGE_WITHIN - HOUR
+        self._rows = [r for r in self._rows if r[0] >= keep]
+        self._rows.extend(rows)
+        self._send_soon()  # the acknowledgement frees the node's ring
+        self._write_next()
+        if not rows:
+            return
+        self.hass.bus.async_fire(
+            EVENT_BACKFILL,
+            {
+                "node": self.node.name,
+                "entity_ids": sorted({e for _, e, _ in rows}),
+                "count": len(rows),
+                "start": datetime.fromtimestamp(rows[0][0], UTC).isoformat(),
+                "end": datetime.fromtimestamp(rows[-1][0], UTC).isoformat(),
+            },
         )
+        self._plan([(t, e) for t, e, _ in rows])
+        if "recorder" in self.hass.config.components:
+            self.node.entry.async_create_background_task(
+                self.hass, self._async_merge_due(), f"{DOMAIN} backfill merge"
+            )
 
     def _entity_id(self, index: int) -> str | None:
         point = self.node.points[index]
@@ -201,43 +265,6 @@ class Backfill:
             DOMAIN,
             self.node.unique_id(point.kind, point.info.object_id),
         )
-
-    async def _async_record(
-        self, frame: BacklogFrame, boot_id: str, received: float
-    ) -> None:
-        async with self._lock:
-            await self.async_load()
-            fresh = self.ledger.fresh(boot_id, frame)
-            rows = []
-            for reading in fresh:
-                entity_id = self._entity_id(reading.point)
-                if entity_id is not None:
-                    at = wall_time(received, frame.uptime_ms, reading.uptime_ms)
-                    rows.append((round(at, 3), entity_id, reading.value))
-            if fresh:
-                batch = {"boot": boot_id, "last": frame.last_seq, "rows": rows}
-                await self.hass.async_add_executor_job(_append, self.path, batch)
-                self.ledger.stored(boot_id, frame.last_seq)
-                # In memory: what a merge may still need (the journal keeps the rest).
-                keep = time.time() - REMERGE_WITHIN - HOUR
-                self._rows = [r for r in self._rows if r[0] >= keep]
-                self._rows.extend(rows)
-            self._send_soon()  # the acknowledgement frees the node's ring
-            if not rows:
-                return
-            entity_ids = sorted({e for _, e, _ in rows})
-            self.hass.bus.async_fire(
-                EVENT_BACKFILL,
-                {
-                    "node": self.node.name,
-                    "entity_ids": entity_ids,
-                    "count": len(rows),
-                    "start": datetime.fromtimestamp(rows[0][0], UTC).isoformat(),
-                    "end": datetime.fromtimestamp(rows[-1][0], UTC).isoformat(),
-                },
-            )
-            self._plan([(t, e) for t, e, _ in rows])
-        await self._async_merge_due()
 
     # ---- statistics ----
 
