@@ -455,6 +455,7 @@ def test_desired_frame() -> None:
         "model": "0a1b2c3d",
         "values": "21.5,1,,'a%2Cb",
         "acquisition": 0,
+        "backlog": "0",
     }
     assert desired_frame(_model(), 1, 0, [None] * 4)["acquisition"] == -1
 

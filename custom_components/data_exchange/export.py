@@ -65,7 +65,8 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _DECIMAL = re.compile(r"-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
 
 # ``time``: when Home Assistant recorded the value; ``measured_at``: when the node measured
-# it (its attribute; empty when unknown, e.g. history from before protocol 5).
+# it (its attribute; empty when unknown, e.g. history from before protocol 5). A reading
+# backfilled from a node's backlog (changed_by ``backlog``) has its measurement time in both.
 HEADER = ("time", "entity_id", "value", "changed_by", "measured_at")
 
 
@@ -177,6 +178,21 @@ def _point_rows(
         cursor = last
 
 
+def _backfilled_rows(
+    hass: HomeAssistant, columns: Sequence[ExportColumn], start: datetime, end: datetime
+) -> Iterator[tuple[datetime, str, str | _Bare, str, str]]:
+    """Readings a node kept while Home Assistant was away, with the node's times
+    (backfill.py); changed_by ``backlog``. They are in no recorded state: their ``time``
+    is the node's measurement time, the same as their ``measured_at``."""
+    from .backfill import CHANGED_BY_BACKLOG, journal_rows
+
+    numeric = {c.entity_id: c.numeric for c in columns}
+    for at, entity_id, value in journal_rows(hass, set(numeric), start, end):
+        text = format(value, ".9g")
+        cell = value_cell(text, numeric[entity_id])
+        yield at, entity_id, cell, CHANGED_BY_BACKLOG, at.isoformat()
+
+
 def write_csv(
     hass: HomeAssistant,
     path: Path,
@@ -200,6 +216,7 @@ def write_csv(
             writer.writerow(HEADER)
             merged = heapq.merge(
                 *(_point_rows(hass, c, start, end) for c in columns),
+                _backfilled_rows(hass, columns, start, end),
                 key=lambda r: (r[0], r[1]),
             )
             for changed, entity_id, value, changed_by, measured in merged:

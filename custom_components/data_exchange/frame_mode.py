@@ -12,6 +12,7 @@ loop iteration in one frame.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 import logging
 import time
@@ -21,6 +22,7 @@ from aioesphomeapi import APIConnectionError
 from homeassistant.core import CALLBACK_TYPE, callback
 from homeassistant.helpers.event import async_track_time_interval
 
+from .backfill import Backfill
 from .const import DOMAIN, MODE_FRAME, STORE_DESIRED_WITHIN
 from .describe import Describe
 from .heartbeat import DesiredSchedule
@@ -59,6 +61,8 @@ class FrameMode(ExchangeMode):
         self._previous: NodeFrame | None = None  # the last full frame taken
         self.schedule = DesiredSchedule(node.desired_interval)
         self.clock = NodeClock()  # measurement times (display and export only)
+        self.backfill = Backfill(node, self._send_soon)  # store-and-forward
+        node.entry.async_on_unload(self.backfill.shutdown)
 
     # ---- session ----
 
@@ -81,6 +85,7 @@ class FrameMode(ExchangeMode):
         node.store.schedule_save(
             STORE_DESIRED_WITHIN
         )  # the node's boot, restart or not
+        await self.backfill.async_load()  # the acknowledgement of the first frame
         self._ready = True
         # Values stay stale (offline) until the first frame arrives.
         self._start_cycle()
@@ -108,19 +113,26 @@ class FrameMode(ExchangeMode):
             # frames are not judged, nor counted as malformed.
             return
         try:
+            if "h" in data:  # a backlog frame: readings of the time nobody listened
+                self.backfill.on_frame(data, engine.model, self.clock)
+                return
             frame = NodeFrame.from_event(data, engine.model, self._previous)
         except ProtocolError as err:
             # A model mismatch included: new firmware means a reboot and a new connection,
             # which reads the model again; within one connection it is a malformed frame.
             self._malformed(err)
             return
-        now, wall = time.monotonic(), time.time()
+        now, wall, node = time.monotonic(), time.time(), self.node
         result = engine.on_frame(frame, now, wall)
         if result.accepted:
             self.clock.on_frame(frame.uptime_ms, frame.node_time_ms, wall)
             stamp_measured(engine.reported, frame, result.changed, self.clock)
             if frame.indices is None:
                 self._previous = frame
+                if self.backfill.on_full_frame(
+                    frame.backlog_dropped, frame.backlog_waiting
+                ):
+                    node.listeners.topic(Topic.STATS)
             self._apply(result, now)
 
     @callback
@@ -236,6 +248,10 @@ class FrameMode(ExchangeMode):
         now = time.monotonic()
         frame = node.engine.next_desired_frame(now)
         self.schedule.sent(now)
+        boot_id = node.engine.model.boot_id
+        frame = dataclasses.replace(
+            frame, backlog=self.backfill.acknowledgement(boot_id)
+        )
         # The frame counter is saved lazily (a restart continues well ahead of it).
         node.store.schedule_save()
         try:

@@ -155,6 +155,10 @@ class NodeFrame:
     # node's Unix time in ms when it sent the frame (key "d"; None without a time source).
     ages: tuple[int | None, ...] = field(default=(), compare=False)
     node_time_ms: int | None = field(default=None, compare=False)
+    # Since 5, full frames of a node with a backlog: readings dropped since boot (key "l")
+    # and readings waiting to be sent (key "n"); None without one.
+    backlog_dropped: int | None = None
+    backlog_waiting: int | None = None
 
     @classmethod
     def from_event(
@@ -171,6 +175,8 @@ class NodeFrame:
         model_id = _field(data, "m")
         if model_id != model.model_id:
             raise ProtocolError(f"frame of model {model_id[:16]!r}")
+        if "h" in data:
+            raise ProtocolError("a backlog frame is not a full or change frame")
         types = [p.type for p in model.points]
         indices = None
         if "i" in data:
@@ -208,6 +214,8 @@ class NodeFrame:
             refused_frames=_uint(data, "r"),
             refusal=Refusal.decode(data.get("e", "")),
             foreign_requests=_uint(data, "o"),
+            backlog_dropped=_uint(data, "l") if "l" in data else None,
+            backlog_waiting=_uint(data, "n") if "n" in data else None,
             values=previous.values
             if previous is not None
             and previous.text == text
@@ -345,6 +353,8 @@ class DesiredFrame:
     seen: int
     values: str
     acquisition: bool | None = None
+    # Since 5: the sequence number of the last backlog reading stored (0: none this boot).
+    backlog: int = 0
 
     @classmethod
     def of(
@@ -378,4 +388,5 @@ class DesiredFrame:
             "model": self.model_id,
             "values": self.values,
             "acquisition": -1 if self.acquisition is None else int(self.acquisition),
+            "backlog": str(self.backlog),
         }

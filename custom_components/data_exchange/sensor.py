@@ -22,6 +22,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity import Entity
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
+from .backfill import dropped_readings
 from .const import (
     ATTR_FOREIGN_REQUESTS,
     ATTR_POINT,
@@ -93,6 +94,16 @@ DESCRIPTIONS: tuple[NodeSensorDescription, ...] = (
         topic=Topic.STATS,
         frame_mode_only=True,
         value_fn=lambda node: node.stats().missed_frames,
+    ),
+    # Readings the node's backlog dropped by overflow since it booted (store-and-forward).
+    NodeSensorDescription(
+        key="backlog_dropped",
+        translation_key="backlog_dropped",
+        state_class=HASensorStateClass.TOTAL_INCREASING,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        topic=Topic.STATS,
+        frame_mode_only=True,
+        value_fn=dropped_readings,
     ),
     # Node frames Home Assistant could not take (nothing of them applied).
     NodeSensorDescription(

@@ -171,6 +171,7 @@ class Frame:
             "model": self.model,
             "values": self.values,
             "acquisition": self.acquisition,
+            "backlog": "0",
         }
 
 
@@ -625,8 +626,8 @@ class RawClient:
 
     def _on_call(self, call: HomeassistantServiceCall) -> None:
         if call.is_event and call.service == FRAME_EVENT:
-            if "i" in call.data:
-                return  # a frame with positions (key i) carries only some points: not judged
+            if "i" in call.data or "h" in call.data:
+                return  # a change frame (key i) or a backlog frame (key h): not judged
             self.frames.append(RawFrame(dict(call.data)))
             self._changed.set()
         else:

@@ -94,3 +94,24 @@ def test_component_schema_rejects(firmware_copy: Path, case: str) -> None:
     result = _config(bad)
     assert result.returncode != 0
     assert message in result.stdout + result.stderr
+
+
+INVALID_BACKLOG = {
+    "a text sensor kept": ("    points: [status]\n", "a backlog keeps"),
+    "not a point": ("    points: [no_such_point]\n", "is not one of the points"),
+    "listed twice": ("    points: [temperature, temperature]\n", "listed twice"),
+    "smaller than a reading": ("    size: 11\n", "11"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(INVALID_BACKLOG))
+def test_backlog_schema_rejects(firmware_copy: Path, case: str) -> None:
+    option, message = INVALID_BACKLOG[case]
+    sim = (firmware_copy / "sim-node.yaml").read_text()
+    block = "  backlog:\n    size: ${backlog_size}\n"
+    assert block in sim
+    bad = firmware_copy / "bad-backlog.yaml"
+    bad.write_text(sim.replace(block, "  backlog:\n" + option))
+    result = _config(bad)
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr

@@ -9,6 +9,7 @@ from typing import Any, Self
 
 from aioesphomeapi import HomeassistantServiceCall
 
+from custom_components.data_exchange.backlog import BacklogFrame
 from custom_components.data_exchange.protocol import (
     CLIENT_INFO_PREFIX,
     DESCRIBE_ACTION,
@@ -41,6 +42,9 @@ class DxClient(Peer):
         self._frames: list[NodeFrame] = []
         self._new_frame = asyncio.Event()
         self._desired_seq = 0
+        # Backlog frames (store-and-forward), in order of arrival.
+        self.backlog: list[BacklogFrame] = []
+        self._new_backlog = asyncio.Event()
 
     async def start(self) -> Self:
         """Connect, subscribe to the node's events and ask for its model."""
@@ -53,6 +57,15 @@ class DxClient(Peer):
         return await self.start()
 
     def _on_call(self, call: HomeassistantServiceCall) -> None:
+        if (
+            call.is_event
+            and call.service == FRAME_EVENT
+            and self.model is not None
+            and "h" in call.data
+        ):
+            self.backlog.append(BacklogFrame.from_event(call.data, self.model))
+            self._new_backlog.set()
+            return
         if call.is_event and call.service == FRAME_EVENT and self.model is not None:
             frame = NodeFrame.from_event(call.data, self.model)
             if frame.indices is not None and not self._frames:
@@ -114,6 +127,18 @@ class DxClient(Peer):
                         return frame
                 self._new_frame.clear()
                 await self._new_frame.wait()
+
+        return await asyncio.wait_for(wait(), timeout)
+
+    async def next_backlog(self, timeout: float = 10) -> BacklogFrame:  # noqa: ASYNC109
+        """The first backlog frame received from now on."""
+        start = len(self.backlog)
+
+        async def wait() -> BacklogFrame:
+            while len(self.backlog) <= start:
+                self._new_backlog.clear()
+                await self._new_backlog.wait()
+            return self.backlog[start]
 
         return await asyncio.wait_for(wait(), timeout)
 

@@ -137,7 +137,7 @@ class FrameWatch:
             original(name, data)
             if name != FRAME_EVENT:
                 return
-            if "i" not in data:
+            if "i" not in data and "h" not in data:  # not a change or backlog frame
                 self.events += 1
             for predicate, future in list(self._waiters):
                 if not future.done() and predicate():

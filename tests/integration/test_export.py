@@ -452,7 +452,7 @@ async def test_export_rejects_bad_arguments(
     assert not folder(config_dir).exists()
     # The file cannot be written (here: a file where the folder belongs): a translated
     # error, nothing left behind.
-    folder(config_dir).parent.mkdir()
+    folder(config_dir).parent.mkdir(exist_ok=True)  # the backfill journal may be there
     folder(config_dir).write_text("")
     with pytest.raises(HomeAssistantError) as err:
         await export(hass, [setpoint], now - timedelta(minutes=1))

@@ -55,6 +55,7 @@ async def test_other_clients_cannot_send_desired_frames(
         "model": model.model_id,
         "values": values,
         "acquisition": -1,
+        "backlog": "0",
     }
     watch = FrameWatch(manager)
     for token in ("", "0000000000000000", model.token.upper()):

@@ -86,7 +86,7 @@ void DataExchange::setup() {
   snprintf(boot, sizeof(boot), "%08" PRIx32 "%08" PRIx32, random_uint32(), random_uint32());
   this->token_ = boot;
   this->register_service(&DataExchange::on_write, WRITE_ACTION,
-                         {"token", "seq", "seen", "model", "values", "acquisition"});
+                         {"token", "seq", "seen", "model", "values", "acquisition", "backlog"});
   this->register_service(&DataExchange::on_describe, DESCRIBE_ACTION);
 #ifdef USE_DATA_EXCHANGE_KEEP
   this->keep_setup_();  // kept desired values go in before any point is watched or sent
@@ -97,6 +97,7 @@ void DataExchange::setup() {
   }
   this->restart_cycle_();
   this->arm_failsafe_();
+  this->setup_backlog_();
 }
 
 void DataExchange::dump_config() {
@@ -315,6 +316,8 @@ void DataExchange::watch_point_(size_t index) {
 }
 
 void DataExchange::mark_changed_(size_t index) {
+  if (this->points_[index].in_backlog && !this->backlog_live_)
+    this->record_backlog_(index);
   this->points_[index].changed = true;
   this->clock_.stamp(index);
   if (this->change_delay_ms_ == 0) {
@@ -339,6 +342,8 @@ void DataExchange::mark_changed_(size_t index) {
 }
 
 void DataExchange::loop() {
+  if (this->backlog_bytes_ != 0)
+    this->loop_backlog_();
   if (this->any_changed_ && millis() - this->first_change_ms_ >= this->change_delay_ms_)
     this->send_changes_();
 }
@@ -396,10 +401,14 @@ void DataExchange::send_node_frame_(const std::string *indices) {
   // (protocol 4) carries values only, with their positions ("i"): acknowledgements,
   // refusals, counters, acquisition and fail-safe state wait for the next full frame.
   // Both carry each value's age ("w") and, with a valid time source, the node's Unix
-  // time ("d", last: left out otherwise); ages count from the frame's uptime "u".
-  static const char *const FULL_KEYS[] = {"v", "m", "s", "u", "x", "w", "a", "q", "f", "r", "e", "o", "d"};
+  // time ("d", last: left out otherwise); ages count from the frame's uptime "u". Full
+  // frames of a node with a backlog carry its counters ("l", "n") before "d".
+  static const char *const FULL_KEYS[] = {"v", "m", "s", "u", "x", "w", "a", "q",
+                                          "f", "r", "e", "o", "l", "n", "d"};
+  static const char *const FULL_KEYS_NO_BACKLOG[] = {"v", "m", "s", "u", "x", "w", "a",
+                                                     "q", "f", "r", "e", "o", "d"};
   static const char *const CHANGE_KEYS[] = {"v", "m", "s", "u", "x", "w", "i", "d"};
-  std::string vals[13];
+  std::string vals[15];
   vals[0] = std::to_string(PROTOCOL_VERSION);
   vals[1] = this->model_hex_;
   vals[2] = std::to_string(this->seq_);
@@ -411,14 +420,23 @@ void DataExchange::send_node_frame_(const std::string *indices) {
     size_t count = this->clock_.unix_ms(vals[7]) ? 8 : 7;
     this->send_event_(FRAME_EVENT, CHANGE_KEYS, vals, count);
   } else {
+    const char *const *keys = FULL_KEYS_NO_BACKLOG;
     vals[6] = std::to_string(this->applied_seq_);
     vals[7] = this->acquisition_running_ ? "1" : "0";
     vals[8] = this->failsafe_active_ ? "1" : "0";
     vals[9] = std::to_string(this->refused_frames_);
     vals[10] = this->last_refusal_;
     vals[11] = std::to_string(this->foreign_requests_);
-    size_t count = this->clock_.unix_ms(vals[12]) ? 13 : 12;
-    this->send_event_(FRAME_EVENT, FULL_KEYS, vals, count);
+    size_t count = 12;
+    if (this->backlog_bytes_ != 0) {  // since 5: readings dropped and waiting
+      vals[12] = std::to_string(this->backlog_.dropped());
+      vals[13] = std::to_string(this->backlog_.waiting());
+      count = 14;
+      keys = FULL_KEYS;
+    }
+    if (this->clock_.unix_ms(vals[count]))
+      count++;
+    this->send_event_(FRAME_EVENT, keys, vals, count);
   }
   this->values_buf_.swap(vals[4]);  // keep the grown buffers for the next frame
   this->ages_buf_.swap(vals[5]);
@@ -428,6 +446,7 @@ void DataExchange::on_describe() {
   // With the model, where this node stands: its boot id tells Home Assistant whether it
   // restarted since they last spoke, before Home Assistant sends its first desired frame
   // (uptime alone cannot: a host node's clock does not start at zero).
+  this->backlog_connected_();  // a new connection begins with this request
   static const char *const KEYS[] = {"v", "m", "c", "t", "p", "b", "u", "s", "k", "g"};
   std::string vals[10];
   vals[0] = std::to_string(PROTOCOL_VERSION);
@@ -607,7 +626,7 @@ void DataExchange::refuse_(uint64_t seq, Refusal reason, int point) {
 }
 
 void DataExchange::on_write(std::string token, std::string seq_text, std::string seen_text, std::string model,
-                            std::string values, int32_t acquisition) {
+                            std::string values, int32_t acquisition, std::string backlog) {
   // Not from Data Exchange (its token is sent to Data Exchange clients only): another API
   // client called the action. Counted (frame key "o"), ignored: no refusal, no fail-safe.
   if (token != this->token_) {
@@ -621,7 +640,8 @@ void DataExchange::on_write(std::string token, std::string seq_text, std::string
   // Validate the whole frame first; apply nothing unless every part is valid.
   uint64_t seq = 0;
   uint64_t seen_seq = 0;
-  if (!parse_u64(seq_text, seq) || !parse_u64(seen_text, seen_seq)) {
+  uint64_t backlog_seq = 0;
+  if (!parse_u64(seq_text, seq) || !parse_u64(seen_text, seen_seq) || !parse_u64(backlog, backlog_seq)) {
     this->refuse_(seq, Refusal::FORMAT, -1);
     return;
   }
@@ -679,6 +699,7 @@ void DataExchange::on_write(std::string token, std::string seq_text, std::string
     ESP_LOGI(TAG, "Desired frames again: fail-safe ended");
   }
   this->arm_failsafe_();
+  this->backlog_acknowledged_(backlog_seq);
   // A frame that changed something is acknowledged at once with a full frame; one that
   // changed nothing (Home Assistant's cyclic full state) by the next cycle frame, which
   // carries its sequence number: one frame per cycle while nothing changes.

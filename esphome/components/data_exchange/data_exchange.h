@@ -15,6 +15,7 @@
 #include "esphome/core/defines.h"
 #include "clock.h"
 #include "keep.h"
+#include "backlog.h"
 #include "rules.h"
 // Only the entity types a node has are compiled (USE_<TYPE> comes from ESPHome).
 #ifdef USE_SENSOR
@@ -79,6 +80,8 @@ struct Point {
   uint64_t local_change_seq{0};
   // Published since the last frame: goes out in the next change frame.
   bool changed{false};
+  // Kept in the backlog while no client takes live frames (option backlog: points).
+  bool in_backlog{false};
 
   bool writable() const {
     return type == PointType::NUMBER || type == PointType::SWITCH || type == PointType::SELECT ||
@@ -127,6 +130,10 @@ class DataExchange : public Component, public api::CustomAPIDevice {
   void add_text(text::Text *t, bool has_safe, const char *safe);
 #endif
   void add_acquisition_component(PollingComponent *c) { this->acquisition_.push_back(c); }
+  /// Store-and-forward (replay.cpp): the ring's size in bytes, and the points it covers.
+  void set_backlog_size(uint32_t bytes) { this->backlog_bytes_ = bytes; }
+  void add_backlog_point(size_t index) { this->points_[index].in_backlog = true; }
+  const Backlog &get_backlog() const { return this->backlog_; }
 
   /// Pause or resume sampling; frames keep flowing and say so.
   void set_acquisition(bool running);
@@ -143,7 +150,7 @@ class DataExchange : public Component, public api::CustomAPIDevice {
   // a desired frame from any other client (another integration exposing the node's actions,
   // an automation) is counted and ignored.
   void on_write(std::string token, std::string seq, std::string seen, std::string model, std::string values,
-                int32_t acquisition);
+                int32_t acquisition, std::string backlog);
   void on_describe();
 
  protected:
@@ -180,6 +187,13 @@ class DataExchange : public Component, public api::CustomAPIDevice {
   void keep_write_();
   KeepState keep_;
 #endif
+  // Store-and-forward hooks (replay.cpp).
+  void setup_backlog_();
+  void record_backlog_(size_t index);
+  void loop_backlog_();
+  void send_backlog_();
+  void backlog_connected_();
+  void backlog_acknowledged_(uint64_t seq);
 
   std::vector<Point> points_;
   std::vector<PollingComponent *> acquisition_;
@@ -218,6 +232,12 @@ class DataExchange : public Component, public api::CustomAPIDevice {
   MeasurementClock clock_;
   std::string scratch_;
   std::vector<std::string> fields_;
+
+  // Store-and-forward (replay.cpp); off while backlog_bytes_ is 0.
+  Backlog backlog_;
+  uint32_t backlog_bytes_{0};
+  bool backlog_live_{false};  // a client took a desired frame on this connection
+  std::string backlog_buf_;   // the readings text of a backlog frame, reused
 };
 
 template<typename... Ts> class PauseAction : public Action<Ts...>, public Parented<DataExchange> {
