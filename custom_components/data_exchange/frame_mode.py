@@ -126,7 +126,11 @@ class FrameMode(ExchangeMode):
         result = engine.on_frame(frame, now, wall)
         if result.accepted:
             self.clock.on_frame(frame.uptime_ms, frame.node_time_ms, wall)
-            stamp_measured(engine.reported, frame, result.changed, self.clock)
+            # A value that got its first measurement time unchanged (e.g. restored from
+            # the Store) is written once, so its entity shows it.
+            result.changed += stamp_measured(
+                engine.reported, frame, result.changed, self.clock
+            )
             if frame.indices is None:
                 self._previous = frame
                 if self.backfill.on_full_frame(

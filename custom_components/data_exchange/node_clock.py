@@ -104,16 +104,19 @@ def stamp_measured(
     frame: NodeFrame,
     changed: Sequence[int],
     clock: NodeClock,
-) -> None:
+) -> list[int]:
     """Set the measurement time of the points whose reported value ``frame`` changed (and
     of points with a value but no measurement time yet, e.g. restored from an older Store).
 
     ``clock`` has taken this frame already. A value the frame carries unchanged keeps its
     time: the age of a value grows in every full frame and must not rewrite anything.
+    Returns the points whose unchanged value got its first measurement time: their
+    entities must show it (once).
     """
     positions = range(len(frame.values)) if frame.indices is None else frame.indices
     ages = frame.ages
     new = set(changed)
+    first: list[int] = []
     for n, index in enumerate(positions):
         stamped = reported[index]
         if stamped is None or stamped.value is None:
@@ -122,4 +125,7 @@ def stamp_measured(
             continue
         at = clock.measured_at(ages[n] if n < len(ages) else None)
         if at is not None:
+            if index not in new:
+                first.append(index)
             stamped.measured = at
+    return first
