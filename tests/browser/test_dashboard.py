@@ -41,14 +41,11 @@ import pytest
 from tests.harness.develop import SIM_MAC, SIM_NODE
 from tests.harness.ha_process import (
     HassProcess,
-    copy_config,
+    hass_for_node,
     known_upstream,
-    link_integration,
-    prepare_entry,
     problems,
-    setup_port_env,
 )
-from tests.harness.node import Node, NodeBuild, free_port
+from tests.harness.node import Node, NodeBuild
 from tests.harness.peer import Peer
 
 USER, PASSWORD = "test", "test-password"  # what HassClient.onboard creates
@@ -122,17 +119,9 @@ async def hass_process(
     tmp_path: Path, node: Node, socket_enabled: None
 ) -> AsyncIterator[HassProcess]:
     """Home Assistant on a fresh copy of config/ with ``node`` as its entry (started)."""
-    port = free_port()
-    config_dir = copy_config(tmp_path / "config", None)
-    link_integration(config_dir)
-    prepare_entry(config_dir, node)
-    hass = HassProcess(config_dir, port, env=setup_port_env(port))
-    try:
+    async with hass_for_node(tmp_path / "config", node, onboarding_port=True) as hass:
         await hass.start()
         yield hass
-    finally:
-        hass.kill()
-        await hass.close()
 
 
 @pytest.fixture

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+import contextlib
 import ctypes
 import json
 import os
@@ -29,7 +30,7 @@ from typing import IO, Any
 
 import aiohttp
 
-from tests.harness.node import REPO, Node
+from tests.harness.node import REPO, Node, free_port
 
 CONFIG = REPO / "config"
 DEFAULT_HTTP_PORT = 8123
@@ -496,3 +497,23 @@ async def wait_exit(process: subprocess.Popen[Any], within: float) -> int:
             raise TimeoutError(f"process {process.pid} still running after {within} s")
         await asyncio.sleep(0.05)
     return code
+
+
+@contextlib.asynccontextmanager
+async def hass_for_node(
+    dest: Path, node: Node, *, onboarding_port: bool = False
+) -> AsyncIterator[HassProcess]:
+    """Home Assistant on a fresh copy of config/ in ``dest`` with ``node`` as its config
+    entry (not started); killed and closed afterwards. ``onboarding_port``: the HTTP port
+    comes from the environment (setup_port_env) instead of the copied configuration."""
+    port = free_port()
+    config_dir = copy_config(dest, None if onboarding_port else port)
+    link_integration(config_dir)
+    prepare_entry(config_dir, node)
+    env = setup_port_env(port) if onboarding_port else None
+    hass = HassProcess(config_dir, port, env=env)
+    try:
+        yield hass
+    finally:
+        hass.kill()
+        await hass.close()

@@ -32,11 +32,9 @@ from tests.harness.develop import SIM_NODE
 from tests.harness.ha_process import (
     HassClient,
     HassProcess,
-    copy_config,
-    link_integration,
-    prepare_entry,
+    hass_for_node,
 )
-from tests.harness.node import Node, NodeBuild, free_port
+from tests.harness.node import Node, NodeBuild
 
 SAMPLE = 0.5  # s, the node's sensors
 PERIOD = 300.0  # the recorder's short-term statistics
@@ -62,16 +60,8 @@ def node(fast_build: NodeBuild, socket_enabled: None) -> Iterator[Node]:
 async def hass_process(
     tmp_path: Path, node: Node, socket_enabled: None
 ) -> AsyncIterator[HassProcess]:
-    port = free_port()
-    config_dir = copy_config(tmp_path / "config", port)
-    link_integration(config_dir)
-    prepare_entry(config_dir, node)
-    hass = HassProcess(config_dir, port)
-    try:
+    async with hass_for_node(tmp_path / "config", node) as hass:
         yield hass
-    finally:
-        hass.kill()
-        await hass.close()
 
 
 def _temperature(states: dict[str, dict[str, Any]]) -> str | None:

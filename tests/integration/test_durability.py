@@ -39,8 +39,7 @@ from tests.harness.ha_process import (
     HassProcess,
     clean_env,
     copy_config,
-    link_integration,
-    prepare_entry,
+    hass_for_node,
     problems,
     stored,
     wait_exit,
@@ -79,16 +78,8 @@ async def hass_process(
     tmp_path: Path, node: Node, socket_enabled: None
 ) -> AsyncIterator[HassProcess]:
     """Home Assistant on a copy of config/ with ``node`` as a config entry (not started)."""
-    port = free_port()
-    config_dir = copy_config(tmp_path / "config", port)
-    link_integration(config_dir)
-    prepare_entry(config_dir, node)
-    hass = HassProcess(config_dir, port)
-    try:
+    async with hass_for_node(tmp_path / "config", node) as hass:
         yield hass
-    finally:
-        hass.kill()
-        await hass.close()
 
 
 def setpoint_id(states: dict[str, dict[str, Any]]) -> str | None:
