@@ -45,6 +45,7 @@ class DxClient(Peer):
         # Backlog frames (store-and-forward), in order of arrival.
         self.backlog: list[BacklogFrame] = []
         self._new_backlog = asyncio.Event()
+        self._backlog_taken = 0
 
     async def start(self) -> Self:
         """Connect, subscribe to the node's events and ask for its model."""
@@ -131,14 +132,15 @@ class DxClient(Peer):
         return await asyncio.wait_for(wait(), timeout)
 
     async def next_backlog(self, timeout: float = 10) -> BacklogFrame:  # noqa: ASYNC109
-        """The first backlog frame received from now on."""
-        start = len(self.backlog)
+        """The next backlog frame not taken yet, in order of arrival: two frames that
+        arrive while the caller awaits something else are both returned, one per call."""
 
         async def wait() -> BacklogFrame:
-            while len(self.backlog) <= start:
+            while len(self.backlog) <= self._backlog_taken:
                 self._new_backlog.clear()
                 await self._new_backlog.wait()
-            return self.backlog[start]
+            self._backlog_taken += 1
+            return self.backlog[self._backlog_taken - 1]
 
         return await asyncio.wait_for(wait(), timeout)
 

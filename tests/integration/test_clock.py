@@ -60,7 +60,12 @@ async def test_measured_at_is_the_nodes_time_and_kept(
     assert measured is not None
     # The node applied the write between the call and its report: measured then, by its clock.
     assert before - 0.05 <= measured <= after + 0.05
-    # A sensor's value was measured before Home Assistant got it, never after.
+    # A sensor's value was measured before Home Assistant got it, never after. The node
+    # samples once a second from its boot: wait for the first sample, not for a moment.
+    await until(
+        hass,
+        lambda: hass.states.get(temperature).state not in ("unknown", "unavailable"),
+    )
     sampled = _measured(hass, temperature)
     assert sampled is not None
     assert sampled <= time.time()
