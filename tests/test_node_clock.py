@@ -126,10 +126,21 @@ def test_ages_are_decoded_strictly() -> None:
     base = {"v": "5", "m": model.model_id, "s": "1", "u": "9000", "x": "20,,1"}
     full = {**base, "a": "0", "q": "1", "f": "0", "r": "0", "e": "", "o": "0"}
     decoded = NodeFrame.from_event({**full, "w": "12,,0", "d": "1700000000123"}, model)
-    assert decoded.ages == (12, None, 0)
+    assert tuple(decoded.ages) == (12, None, 0)
+    assert len(decoded.ages) == 3
+    assert decoded.ages[0] == 12
+    assert decoded.ages[1:] == (None, 0)
     assert decoded.node_time_ms == 1700000000123
     assert NodeFrame.from_event(full, model).ages == ()
-    for bad in ("12,0", "12,,0,1", "a,,0", "-1,,0"):
+    for bad in (
+        "12,0",
+        "12,,0,1",
+        "a,,0",
+        "-1,,0",
+        "1" * 21 + ",,0",
+        "\u0661,,0",
+        " 1,,0",
+    ):
         try:
             NodeFrame.from_event({**full, "w": bad}, model)
         except ProtocolError:

@@ -6,16 +6,19 @@ Everything decoded here comes from the network: any deviation raises ProtocolErr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from enum import StrEnum
 import math
 import re
+from typing import overload
 
 from .float32 import format_f32
 
 _ESCAPE = re.compile(r"[%,\x00-\x1f\x7f]")
 _UNESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
 _FLOAT = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+# Key "w": per value its age in ms (ASCII decimal, at most 20 digits) or an empty field.
+_AGES = re.compile(r"[0-9]{0,20}(?:,[0-9]{0,20})*")
 
 type Value = float | bool | str | None
 
@@ -118,3 +121,41 @@ def decode_values(text: str, types: Sequence[PointType]) -> tuple[Value, ...]:
     if len(fields) != len(types):
         raise ProtocolError(f"{len(fields)} values for {len(types)} points")
     return tuple(decode_value(t, f) for t, f in zip(types, fields, strict=True))
+
+
+class Ages(Sequence[int | None]):
+    """The ages of a frame's values (key ``w``), checked at once and read when asked.
+
+    A full frame carries an age for every point, and most frames change nothing, so their
+    ages are never read (node_clock.py reads the ages of changed values). The check of the
+    whole field is one regular expression; the numbers are made on first access.
+    """
+
+    __slots__ = ("_count", "_text", "_values")
+
+    def __init__(self, text: str, count: int) -> None:
+        if not _AGES.fullmatch(text) or text.count(",") + 1 != count:
+            raise ProtocolError("malformed value ages")
+        self._text, self._count = text, count
+        self._values: tuple[int | None, ...] | None = None
+
+    def _decoded(self) -> tuple[int | None, ...]:
+        if self._values is None:
+            self._values = tuple(int(p) if p else None for p in self._text.split(","))
+        return self._values
+
+    def __len__(self) -> int:
+        return self._count
+
+    @overload
+    def __getitem__(self, index: int) -> int | None: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[int | None, ...]: ...
+    def __getitem__(self, index: int | slice) -> int | tuple[int | None, ...] | None:
+        return self._decoded()[index]
+
+    def __iter__(self) -> Iterator[int | None]:
+        return iter(self._decoded())
+
+    def __repr__(self) -> str:
+        return f"Ages({self._text[:32]!r})"

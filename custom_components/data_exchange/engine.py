@@ -120,7 +120,7 @@ class ExchangeEngine(DesiredState):
             self._take_ack(frame, now, result)
             deferred.clear()  # a full frame judges every point again
             self._take_node_state(frame, now, wall, result)
-        key = self._state_key(frame.values) if full else None
+        key = self._quiet_key(frame.values) if full else None
         # The quiet path: a full frame with the values of the last one, which changed
         # nothing and left every point settled, with nothing changed since (key): judging
         # every point again would change nothing.
@@ -147,7 +147,7 @@ class ExchangeEngine(DesiredState):
                     if verdict is Verdict.ADOPT:
                         result.adopted.append(i)
         if key is not None and not quiet:
-            self._quiet = key if settled and key == self._state_key(key[0]) else None
+            self._quiet = key if settled and key == self._quiet_key(key[0]) else None
         # `seen` covers a frame only when no report is left unjudged (a change frame judges
         # the points it carries; the others keep their judgement from earlier frames).
         if not deferred and frame.seq > self.seen:
@@ -231,14 +231,14 @@ class ExchangeEngine(DesiredState):
                 self._drop_desired(index)
         return verdict
 
-    def _state_key(self, values: object) -> tuple[object, ...]:
-        """What the judgement of a frame's values depends on, besides the time (the time
-        matters only for points that are not settled)."""
+    def _quiet_key(self, values: object) -> tuple[object, ...]:
+        """What the judgement of a settled frame's values depends on. Not the sequence
+        numbers: a value equal to its desired value is settled, applied or not, so a
+        heartbeat (an unchanged desired frame and its acknowledgement) keeps the quiet path.
+        """
         return (
             values,
             self._generation,
-            self.desired_seq,
-            self.acked_seq,
             self.acquisition_running,
             self.failsafe_active,
         )
@@ -246,7 +246,15 @@ class ExchangeEngine(DesiredState):
     def holds_desired(self) -> bool:
         """The node's frames show it holds every desired value: a desired frame now would
         change nothing (a full frame of this session says so, nothing unsent, unjudged)."""
-        key = (self._state_key(None), self.last_frame is None, bool(self._deferred))
+        key = (
+            self._generation,
+            self.desired_seq,
+            self.acked_seq,
+            self.acquisition_running,
+            self.failsafe_active,
+            self.last_frame is None,
+            bool(self._deferred),
+        )
         if self._holds is None or self._holds[0] != key:
             self._holds = (key, self._holds_desired())
         return self._holds[1]

@@ -221,7 +221,7 @@ class FrameMode(ExchangeMode):
         self._stop_cycle()
         self._unsub_cycle = async_track_time_interval(
             self.node.hass,
-            self._async_cycle,
+            self._cycle,
             timedelta(seconds=self.node.desired_interval),
             name=f"{DOMAIN} cycle {self.node.mac}",
             cancel_on_shutdown=True,
@@ -233,7 +233,9 @@ class FrameMode(ExchangeMode):
             self._unsub_cycle()
             self._unsub_cycle = None
 
-    async def _async_cycle(self, _now: Any) -> None:
+    @callback
+    def _cycle(self, _now: Any) -> None:
+        """A callback, not a task: most cycles of a settled node send nothing."""
         node, engine, now = self.node, self.node.engine, time.monotonic()
         # Silence is noticed here; values stay offline-stale until the first frame.
         if engine.last_frame is not None:
@@ -243,7 +245,7 @@ class FrameMode(ExchangeMode):
             holds_desired=engine.holds_desired(), failsafe_ms=model.failsafe_ms, now=now
         ):
             return
-        await self._async_send()
+        self._send_soon()
 
     async def _async_send(self) -> None:
         node = self.node

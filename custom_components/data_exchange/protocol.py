@@ -14,6 +14,7 @@ import re
 from typing import Final
 
 from .codec import (
+    Ages,
     PointType,
     ProtocolError,
     Value,
@@ -83,6 +84,11 @@ class Model:
     node_seq: int = field(default=0, compare=False)
     # Since 5: the desired frame whose kept values the node started this boot with (0: none).
     kept_seq: int = field(default=0, compare=False)
+    # The points' types, in frame order (made once: every frame is decoded with them).
+    types: tuple[PointType, ...] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "types", tuple(p.type for p in self.points))
 
     @property
     def writable(self) -> tuple[int, ...]:
@@ -153,7 +159,7 @@ class NodeFrame:
     # Measurement time (protocol 5, node_clock.py): per value its age in ms at ``uptime_ms``
     # (key "w"; None for a point without a value, () when the node sent none), and the
     # node's Unix time in ms when it sent the frame (key "d"; None without a time source).
-    ages: tuple[int | None, ...] = field(default=(), compare=False)
+    ages: Sequence[int | None] = field(default=(), compare=False)
     node_time_ms: int | None = field(default=None, compare=False)
     # Since 5, full frames of a node with a backlog: readings dropped since boot (key "l")
     # and readings waiting to be sent (key "n"); None without one.
@@ -177,14 +183,14 @@ class NodeFrame:
             raise ProtocolError(f"frame of model {model_id[:16]!r}")
         if "h" in data:
             raise ProtocolError("a backlog frame is not a full or change frame")
-        types = [p.type for p in model.points]
+        types: Sequence[PointType] = model.types
         indices = None
         if "i" in data:
             indices = _indices(_field(data, "i"), len(types))
             types = [types[i] for i in indices]
         text = _field(data, "x")
         seq, uptime_ms = _uint(data, "s"), _uint(data, "u")
-        ages = _ages(data, len(types))
+        ages = Ages(_field(data, "w"), len(types)) if "w" in data else ()
         node_time_ms = _uint(data, "d") if "d" in data else None
         if indices is not None:
             # A change frame carries values only (protocol 4): acknowledgements, refusals,
@@ -284,16 +290,6 @@ def _indices(text: str, count: int) -> tuple[int, ...]:
     if any(b <= a for a, b in itertools.pairwise(indices)) or (indices[-1] >= count):
         raise ProtocolError(f"point positions {text[:32]!r} out of order or range")
     return indices
-
-
-def _ages(data: Mapping[str, str], count: int) -> tuple[int | None, ...]:
-    """Key ``w``: one age (ms, decimal) or an empty field per value; () when absent."""
-    if "w" not in data:
-        return ()
-    parts = _field(data, "w").split(",")
-    if len(parts) != count or not all(p == "" or _is_uint(p) for p in parts):
-        raise ProtocolError("malformed value ages")
-    return tuple(int(p) if p else None for p in parts)
 
 
 def _is_uint(text: str) -> bool:
