@@ -228,6 +228,10 @@ class World:
         # Sessions (connections up) seen, over every manager of this world.
         self.sessions = 0
         self.back_at = 0  # frames handled when the latest session came up
+        # The desired frame Home Assistant sent when the latest session came up (its
+        # reconciliation): until the node has applied it, its frames show what it held
+        # before, which after a crash of Home Assistant may be newer than the Store.
+        self.session_frame = 0
         self._connected = False
         self.outage_sessions = 0  # sessions when the latest outage began
         # Per frame: the first frame since ``arm_at`` whose reported values match the model.
@@ -440,8 +444,16 @@ class World:
         if connected and not self._connected:
             self.sessions += 1
             self.back_at = self.probe.events if self.probe else 0
+            self.session_frame = manager.engine.desired_seq if manager else 0
         self._connected = connected
         self.signals.poke()
+
+    def _applied_reconciliation(self) -> bool:
+        """The node has applied the desired frame of the latest session's start."""
+        try:
+            return int(self._last_a or 0) >= self.session_frame
+        except ValueError:
+            return False
 
     def _on_frame(self, data: dict[str, str]) -> None:
         with contextlib.suppress(ValueError):
@@ -557,6 +569,7 @@ class World:
                     or (
                         self.sessions > self.outage_sessions
                         and live(self.hass, self.entry)
+                        and self._applied_reconciliation()
                     )
                 ),
                 60,
