@@ -37,6 +37,9 @@ CLIENT_INFO: Final = "data_exchange (Home Assistant)"
 # A desired value (a write, an adopted local change, an acknowledgement) is on disk within
 # this many seconds; reported values within the other; everything at stop.
 STORE_DESIRED_WITHIN: Final = 1.0
+# A write to a connected node is shown as pending only if the node has not applied it
+# within this many seconds: one applied at once costs one state (and recorder) write, not two.
+PENDING_SHOWN_AFTER: Final = 0.5
 STORE_REPORTED_WITHIN: Final = 600.0
 
 ATTR_STALE: Final = "stale"

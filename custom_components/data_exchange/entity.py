@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from aioesphomeapi import APIConnectionError, ButtonInfo, EntityCategory as NodeCategory
@@ -101,7 +102,7 @@ class PointEntity(DataExchangeEntity):
         """Write the state if what it shows changed. A frame can change a point's desired
         value and nothing shown (a local change adopted as desired), and Home Assistant's
         state write costs far more than this comparison even when it ends in no change."""
-        shown = (self.point_value, self.available, self.extra_state_attributes)
+        shown = (self.point_value, self.available, self._attributes())
         if shown != self._shown:
             self._shown = shown
             self.async_write_ha_state()
@@ -121,6 +122,11 @@ class PointEntity(DataExchangeEntity):
 
     @property
     def extra_state_attributes(self) -> dict[str, Any]:
+        # Every change of what a point entity shows goes through _async_point_changed,
+        # which computed these attributes for its comparison just before the write.
+        return self._attributes() if self._shown is None else self._shown[2]
+
+    def _attributes(self) -> dict[str, Any]:
         node = self.node
         stale = node.stale_reason is not None
         attrs: dict[str, Any] = {
@@ -153,6 +159,7 @@ class PointEntity(DataExchangeEntity):
             raise not_connected(self.node) from err
 
 
+@lru_cache(maxsize=512)  # the points of one frame or write share their time
 def _iso(wall: float) -> str:
     return datetime.fromtimestamp(wall, UTC).isoformat()
 

@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 from aioesphomeapi import APIConnectionError
 from homeassistant.core import CALLBACK_TYPE, callback
-from homeassistant.helpers.event import async_track_time_interval
+from homeassistant.helpers.event import async_call_later, async_track_time_interval
 
 from .backfill import Backfill
-from .const import DOMAIN, MODE_FRAME, STORE_DESIRED_WITHIN
+from .const import DOMAIN, MODE_FRAME, PENDING_SHOWN_AFTER, STORE_DESIRED_WITHIN
 from .describe import Describe
 from .heartbeat import DesiredSchedule
 from .listeners import Topic
@@ -63,6 +63,9 @@ class FrameMode(ExchangeMode):
         self.clock = NodeClock()  # measurement times (display and export only)
         self.backfill = Backfill(node, self._send_soon)  # store-and-forward
         node.entry.async_on_unload(self.backfill.shutdown)
+        self._pending_later: set[int] = set()  # writes whose pending state waits
+        self._unsub_pending: CALLBACK_TYPE | None = None
+        node.entry.async_on_unload(self._cancel_pending)
 
     # ---- session ----
 
@@ -295,8 +298,29 @@ class FrameMode(ExchangeMode):
             engine.write(index, value, changed_by, now, wall=wall, group=group)
         self.node.store.schedule_save(STORE_DESIRED_WITHIN)
         self._send_soon()
-        # Their entities show the value as pending until the node reports it.
-        self.node.listeners.points([index for index, _ in writes])
+        # Their entities show the value as pending until the node reports it: at once while
+        # the node is away, else only if it has not applied the write meanwhile.
+        indices = [index for index, _ in writes]
+        if not self.node.connected:
+            self.node.listeners.points(indices)
+            return
+        self._pending_later.update(indices)
+        if self._unsub_pending is None:
+            self._unsub_pending = async_call_later(
+                self.node.hass, PENDING_SHOWN_AFTER, self._show_pending
+            )
+
+    @callback
+    def _show_pending(self, _now: Any) -> None:
+        self._unsub_pending = None
+        indices, self._pending_later = sorted(self._pending_later), set()
+        self.node.listeners.points(indices)  # no state write for what shows no change
+
+    @callback
+    def _cancel_pending(self) -> None:
+        if self._unsub_pending is not None:
+            self._unsub_pending()
+            self._unsub_pending = None
 
     def write_acquisition(
         self, running: bool, changed_by: str, now: float, wall: float

@@ -29,7 +29,7 @@ from tests.integration.conftest import setup_node
 
 RESULTS = REPO / "docs" / "benchmarks.json"
 ROUNDS = int(os.environ.get("DX_BENCH_ROUNDS", "5"))
-# DX_BENCH_PROFILE=scale: cProfile the scale windows into DX_BENCH_PROFILE_DIR (not recorded).
+# DX_BENCH_PROFILE=scale,round_trip: cProfile the scale windows or the round trips into DX_BENCH_PROFILE_DIR (not recorded).
 PROFILE = set(filter(None, os.environ.get("DX_BENCH_PROFILE", "").split(",")))
 PROFILE_DIR = os.environ.get("DX_BENCH_PROFILE_DIR", "/tmp")
 
@@ -80,6 +80,10 @@ async def test_round_trip(hass: HomeAssistant, bench_node: Node) -> None:
     assert hass.states.get(last) is not None, last
     iterations = 200 if count <= 100 else 40
     samples: list[float] = []
+    # DX_BENCH_PROFILE=round_trip: cProfile Home Assistant's side (not recorded).
+    profiler = cProfile.Profile() if "round_trip" in PROFILE else None
+    if profiler is not None:
+        profiler.enable()
     for i in range(1, iterations + 1):
         done = hass.loop.create_future()
 
@@ -102,6 +106,11 @@ async def test_round_trip(hass: HomeAssistant, bench_node: Node) -> None:
         end = await asyncio.wait_for(done, 10)
         unsub()
         samples.append((end - start) * 1000)
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(Path(PROFILE_DIR) / f"round-trip-{count}.prof")
+        assert await hass.config_entries.async_unload(entry.entry_id)
+        return
     ha = summary(samples[5:])
     assert await hass.config_entries.async_unload(entry.entry_id)
     # Baseline in the same run: the bare aioesphomeapi client, same node, same frame.

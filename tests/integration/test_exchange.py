@@ -3,14 +3,31 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import datetime, timedelta
+import os
+import signal
 
-from homeassistant.core import Context, HomeAssistant
+from homeassistant.core import (
+    Context,
+    Event,
+    EventStateChangedData,
+    HomeAssistant,
+    State,
+    callback,
+)
+from homeassistant.helpers.event import async_track_state_change_event
 from homeassistant.util import dt as dt_util
 import pytest
-from pytest_homeassistant_custom_component.common import MockConfigEntry, MockUser
+from pytest_homeassistant_custom_component.common import (
+    MockConfigEntry,
+    MockUser,
+    async_fire_time_changed,
+)
 
-from custom_components.data_exchange.const import CONF_WRITER_PRIORITY_DELAY
+from custom_components.data_exchange.const import (
+    CONF_WRITER_PRIORITY_DELAY,
+    PENDING_SHOWN_AFTER,
+)
 from custom_components.data_exchange.manager import NodeManager
 from custom_components.data_exchange.protocol import FRAME_EVENT
 from tests.harness.node import Node
@@ -282,3 +299,53 @@ async def test_a_write_waiting_for_the_node_is_shown_as_pending(
     assert state.attributes["pending_changed_by"] is None
     assert state.attributes["pending_since"] is None
     assert state.attributes["changed_by"] == f"user:{hass_admin_user.name}"
+
+
+async def test_a_write_the_node_applies_at_once_is_one_state_write(
+    hass: HomeAssistant, sim_node: Node
+) -> None:
+    """A connected node applies a write within milliseconds: its entity goes from the old
+    value to the new one in one state write (and one recorder row), no pending flash. A
+    connected node that does not answer (frozen, the connection still up) shows the write
+    as pending once PENDING_SHOWN_AFTER has passed."""
+    entry = await setup_node(hass, sim_node)
+    setpoint = find(hass, entry, "number", "setpoint")
+    assert sim_node.process is not None
+    seen: list[State] = []
+
+    @callback
+    def changed(event: Event[EventStateChangedData]) -> None:
+        if (new := event.data["new_state"]) is not None:
+            seen.append(new)
+
+    unsub = async_track_state_change_event(hass, [setpoint], changed)
+    value = 24.5 if hass.states.get(setpoint).state != "24.5" else 25.0
+    await hass.services.async_call(
+        "number", "set_value", {"entity_id": setpoint, "value": value}, blocking=True
+    )
+    await until(hass, lambda: hass.states.get(setpoint).state == str(value))
+    # Past the moment a pending state would have been written: still one state.
+    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=5))
+    await hass.async_block_till_done()
+    assert [(s.state, s.attributes["pending_value"]) for s in seen] == [
+        (str(value), None)
+    ]
+    seen.clear()
+    os.kill(sim_node.process.pid, signal.SIGSTOP)
+    try:
+        await hass.services.async_call(
+            "number", "set_value", {"entity_id": setpoint, "value": 21.0}, blocking=True
+        )
+        await hass.async_block_till_done()
+        assert seen == []  # not yet: the node may apply it at once
+        async_fire_time_changed(
+            hass, dt_util.utcnow() + timedelta(seconds=PENDING_SHOWN_AFTER + 0.1)
+        )
+        await hass.async_block_till_done()
+        assert [(s.state, s.attributes["pending_value"]) for s in seen] == [
+            (str(value), 21.0)
+        ]
+    finally:
+        os.kill(sim_node.process.pid, signal.SIGCONT)
+    await until(hass, lambda: hass.states.get(setpoint).state == "21.0", 30)
+    unsub()
