@@ -28,7 +28,7 @@ from .describe import Describe
 from .heartbeat import DesiredSchedule
 from .listeners import Topic
 from .modes import ExchangeMode
-from .node_clock import NodeClock, stamp_measured
+from .node_clock import NodeClock, all_measured, stamp_measured
 from .protocol import (
     FRAME_EVENT,
     MODEL_EVENT,
@@ -59,6 +59,7 @@ class FrameMode(ExchangeMode):
         self._malformed_logged = False
         self._refusal_logged = False
         self._previous: NodeFrame | None = None  # the last full frame taken
+        self._all_measured = False
         self.schedule = DesiredSchedule(node.desired_interval)
         self.clock = NodeClock()  # measurement times (display and export only)
         self.backfill = Backfill(node, self._send_soon)  # store-and-forward
@@ -72,6 +73,9 @@ class FrameMode(ExchangeMode):
     async def async_read_model(self) -> Model:
         self._ready = False
         self._previous = None
+        self._all_measured = (
+            False  # every value of this session has its measurement time
+        )
         self.clock.reset()
         return await self.describe.async_request()
 
@@ -132,8 +136,14 @@ class FrameMode(ExchangeMode):
             # A value that got its first measurement time unchanged (e.g. restored from
             # the Store) is written once, so its entity shows it.
             result.changed += stamp_measured(
-                engine.reported, frame, result.changed, self.clock
+                engine.reported,
+                frame,
+                result.changed,
+                self.clock,
+                only_changed=self._all_measured,
             )
+            if not self._all_measured and frame.indices is None:
+                self._all_measured = all_measured(engine.reported)
             if frame.indices is None:
                 self._previous = frame
                 if self.backfill.on_full_frame(

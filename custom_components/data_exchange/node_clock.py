@@ -104,6 +104,8 @@ def stamp_measured(
     frame: NodeFrame,
     changed: Sequence[int],
     clock: NodeClock,
+    *,
+    only_changed: bool = False,
 ) -> list[int]:
     """Set the measurement time of the points whose reported value ``frame`` changed (and
     of points with a value but no measurement time yet, e.g. restored from an older Store).
@@ -111,10 +113,19 @@ def stamp_measured(
     ``clock`` has taken this frame already. A value the frame carries unchanged keeps its
     time: the age of a value grows in every full frame and must not rewrite anything.
     Returns the points whose unchanged value got its first measurement time: their
-    entities must show it (once).
+    entities must show it (once). ``only_changed``: the caller knows every value has a
+    measurement time already (the per-frame loop over all points is skipped).
     """
-    positions = range(len(frame.values)) if frame.indices is None else frame.indices
     ages = frame.ages
+    if only_changed and frame.indices is None:
+        for index in changed:  # a full frame's position is the point's index
+            stamped = reported[index]
+            if stamped is not None and stamped.value is not None:
+                at = clock.measured_at(ages[index] if index < len(ages) else None)
+                if at is not None:
+                    stamped.measured = at
+        return []
+    positions = range(len(frame.values)) if frame.indices is None else frame.indices
     new = set(changed)
     first: list[int] = []
     for n, index in enumerate(positions):
@@ -129,3 +140,8 @@ def stamp_measured(
                 first.append(index)
             stamped.measured = at
     return first
+
+
+def all_measured(reported: Sequence[Stamped | None]) -> bool:
+    """Every point with a value has its measurement time."""
+    return all(s is None or s.value is None or s.measured for s in reported)

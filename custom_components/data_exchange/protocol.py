@@ -297,7 +297,7 @@ def _is_uint(text: str) -> bool:
 
 
 def _check_version(data: Mapping[str, str]) -> None:
-    if sum(len(k) + len(v) for k, v in data.items()) > MAX_EVENT_BYTES:
+    if sum(map(len, data)) + sum(map(len, data.values())) > MAX_EVENT_BYTES:
         raise ProtocolError("oversized event")
     version = _field(data, "v")
     if version != str(PROTOCOL_VERSION):
