@@ -979,3 +979,28 @@ def test_staleness_is_the_engines_rule_on_its_own_frames() -> None:
     assert engine.stale_reason(connected=False, now=2.0) is StaleReason.OFFLINE
     engine.start_session(BOOT, 1)  # a new session: no frame of it yet
     assert engine.stale_reason(connected=True, now=2.0) is StaleReason.SILENT
+
+
+def test_safe_values_of_the_fail_safe_are_not_adopted(engine: ExchangeEngine) -> None:
+    """A node that fell into its fail-safe during an outage reports its safe values until
+    it applies Home Assistant's next desired frame: they are not local changes, so the
+    desired values and who wrote them stay; a change once the fail-safe ended is one."""
+    n = synced(engine)
+    engine.write(2, True, "user:abc", now=10.0)
+    seq = seq_of(engine.next_desired_frame(10.0).args())
+    engine.on_frame(frame(n + 1, seq, (20.0, 21.0, True)), 10.1)
+    assert engine.start_session(BOOT, 90) is False  # Home Assistant was away meanwhile
+    result = engine.on_frame(frame(n + 50, seq, (20.0, 18.0, False), failsafe=True), 99)
+    assert result.accepted
+    assert not result.adopted
+    assert engine.desired[1].value == 21.0
+    assert engine.desired[2].value is True
+    assert engine.desired[2].changed_by == "user:abc"
+    assert not engine.holds_desired()  # so the next tick sends the desired frame
+    args = engine.next_desired_frame(99.0).args()
+    assert args["values"].split(",")[:2] == ["21", "1"]
+    # The node applied it (fail-safe over); then a local change is adopted as ever.
+    engine.on_frame(frame(n + 51, seq_of(args), (20.0, 21.0, True)), 99.1)
+    result = engine.on_frame(frame(n + 52, seq_of(args), (20.0, 21.0, False)), 120)
+    assert result.adopted == [2]
+    assert engine.desired[2].changed_by == "node"
