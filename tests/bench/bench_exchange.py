@@ -16,6 +16,7 @@ import statistics
 import time
 from typing import Any
 
+from aioesphomeapi import HomeassistantServiceCall
 from homeassistant.core import Event, HomeAssistant, callback
 import pytest
 
@@ -247,14 +248,45 @@ async def test_scale(
         profiler.disable()
         profiler.dump_stats(Path(PROFILE_DIR) / f"scale-{nodes}.prof")
         return
+    frames = sum(c.engine.stats.received for c in managers) - received
+    missed = sum(c.engine.stats.missed for c in managers) - missed
+    for entry in entries:
+        assert await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+    # Baseline in the same run: one bare aioesphomeapi client per node receiving the same
+    # frames (counted, not decoded): what receiving them costs before any of our code.
+    bare = [await BareFrames(node).connect() for node in node_factory.nodes[-nodes:]]
+    counted = sum(b.frames for b in bare)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    await asyncio.sleep(window)
+    bare_cpu = time.process_time() - cpu0
+    bare_wall = time.perf_counter() - wall0
+    bare_frames = sum(b.frames for b in bare) - counted
+    for client in bare:
+        await client.disconnect()
     record(
         "scale_100_points_1s",
         str(nodes),
         {
             "cpu_share_of_one_core": cpu / wall,
-            "frames": sum(c.engine.stats.received for c in managers) - received,
-            "missed_frames": sum(c.engine.stats.missed for c in managers) - missed,
+            "frames": frames,
+            "missed_frames": missed,
             "memory_per_node_kib": (rss_after - rss_before) / nodes,
             "window_s": wall,
+            "bare_cpu_share_of_one_core": bare_cpu / bare_wall,
+            "bare_frames": bare_frames,
+            "ratio_to_bare": (cpu / wall) / (bare_cpu / bare_wall),
         },
     )
+
+
+class BareFrames(DxClient):
+    """The scale baseline: a Data Exchange client that only counts the frames."""
+
+    frames = 0
+
+    def _on_call(self, call: HomeassistantServiceCall) -> None:
+        if call.is_event and call.service == FRAME_EVENT:
+            self.frames += 1
+        else:
+            super()._on_call(call)

@@ -72,13 +72,24 @@ def main() -> None:
         out += [
             "## 4. Scale: nodes x 100 points at a 1 s cycle",
             "",
-            "| nodes | Home Assistant CPU (share of one core) | frames | missed frames | memory per node |",
-            "|---|---|---|---|---|",
+            (
+                "Baseline in the same run: one bare aioesphomeapi client per node receiving"
+                " the same frames (counted, not decoded), after the entries were unloaded."
+            ),
+            "",
+            "| nodes | Home Assistant CPU (share of one core) | frames | missed frames | memory per node | bare clients' CPU | frames | ratio to bare |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for n, r in sorted(scale.items(), key=lambda kv: int(kv[0])):
+            bare = (
+                f" | {r['bare_cpu_share_of_one_core'] * 100:.2f} % | {r['bare_frames']}"
+                f" | {r['ratio_to_bare']:.2f} |"
+                if "ratio_to_bare" in r
+                else " | — | — | — |"
+            )
             out.append(
                 f"| {n} | {r['cpu_share_of_one_core'] * 100:.2f} % | {r['frames']}"
-                f" | {r['missed_frames']} | {r['memory_per_node_kib']:.0f} KiB |"
+                f" | {r['missed_frames']} | {r['memory_per_node_kib']:.0f} KiB" + bare
             )
         out.append("")
     for n, r in sorted(data.get("peers", {}).items(), key=lambda kv: int(kv[0])):
