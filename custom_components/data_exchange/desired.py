@@ -41,6 +41,11 @@ class DesiredState:
         # frame (engine.py) and holds_desired compare against.
         self._generation = 0
 
+    @property
+    def has_unsent(self) -> bool:
+        """Some desired value (or the acquisition state) waits for its first frame."""
+        return bool(self._unsent)
+
     def _acceptable(self, index: int, value: Value) -> bool:
         """The node would take ``value`` as the desired value of point ``index``."""
         return value is not None and refusal(self.limits[index], value) is None

@@ -59,6 +59,7 @@ class FrameMode(ExchangeMode):
         self._malformed_logged = False
         self._refusal_logged = False
         self._previous: NodeFrame | None = None  # the last full frame taken
+        self._first_frame_pending = False  # the session's first desired frame waits
         self._all_measured = False
         self.schedule = DesiredSchedule(node.desired_interval)
         self.clock = NodeClock()  # measurement times (display and export only)
@@ -96,11 +97,17 @@ class FrameMode(ExchangeMode):
         self._ready = True
         # Values stay stale (offline) until the first frame arrives.
         self._start_cycle()
-        # Reconciliation: desired values go out at once, not a cycle later.
-        await self._async_send()
+        # Reconciliation: desired values the node does not hold yet go out at once. With
+        # none, the first desired frame waits for the node's first full frame and is built
+        # after judging it: Home Assistant's record may be older than the node's values
+        # (a Store that lost its last second in a crash; docs/exchange.md).
+        self._first_frame_pending = not engine.has_unsent
+        if not self._first_frame_pending:
+            await self._async_send()
 
     def end_session(self) -> None:
         self._ready = False
+        self._first_frame_pending = False
         self._stop_cycle()
         self.describe.cancel()
 
@@ -146,6 +153,9 @@ class FrameMode(ExchangeMode):
                 self._all_measured = all_measured(engine.reported)
             if frame.indices is None:
                 self._previous = frame
+                if self._first_frame_pending:
+                    self._first_frame_pending = False
+                    self._send_soon()
                 if self.backfill.on_full_frame(
                     frame.backlog_dropped, frame.backlog_waiting
                 ):
@@ -254,6 +264,8 @@ class FrameMode(ExchangeMode):
         if engine.last_frame is not None:
             node.set_stale(engine.stale_reason(connected=node.connected, now=now))
         model = engine.model
+        if self._first_frame_pending:
+            return  # built once the node's first full frame is judged
         if model is not None and not self.schedule.due(
             holds_desired=engine.holds_desired(), failsafe_ms=model.failsafe_ms, now=now
         ):

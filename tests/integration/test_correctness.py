@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+import copy
 import logging
 import os
 import signal
@@ -461,3 +462,54 @@ async def test_a_pending_save_is_never_postponed(
     # A write brings the save forward to within a second.
     await set_number(hass, find(hass, entry, "number", "setpoint"), 27.5)
     assert calls[-1][0] - hass.loop.time() <= 1.0
+
+
+async def test_a_write_the_store_lost_in_a_crash_is_kept_from_the_node(
+    hass: HomeAssistant, sim_node: Node, hass_storage: dict[str, Any]
+) -> None:
+    """Home Assistant crashes right after a write, before its Store saved it: the node
+    holds the newer value (it applied the write), the Store the older one. Back, Home
+    Assistant judges the node's first frame before it sends anything (nothing of its own
+    is pending), so the node's value is adopted, not overwritten by the Store's."""
+    entry = await setup_node(hass, sim_node)
+    manager: NodeManager = entry.runtime_data
+    setpoint = next(e for e in entity_ids(hass, entry, "number") if "setpoint" in e)
+    index = next(p.index for p in manager.points if p.info.object_id == "setpoint")
+    key = f"{DOMAIN}.{entry.entry_id}"
+
+    def stored() -> Any:
+        raw = (hass_storage.get(key) or {}).get("data", {}).get("engine", {})
+        value = raw.get("desired", {}).get(str(index))
+        return None if value is None else value.get("value")
+
+    await hass.services.async_call(
+        "number", "set_value", {"entity_id": setpoint, "value": 22.0}, blocking=True
+    )
+    await FrameWatch(manager).until(lambda: stored() == 22.0)
+    on_disk = copy.deepcopy(hass_storage[key])  # what a crash from now on leaves
+    await hass.services.async_call(
+        "number", "set_value", {"entity_id": setpoint, "value": 22.5}, blocking=True
+    )
+    await until(hass, lambda: hass.states.get(setpoint).state == "22.5")
+    # The crash: everything in memory is gone, the Store holds 22.0.
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+    hass_storage[key] = on_disk
+    assert stored() == 22.0
+    moved: list[Any] = []
+
+    def seen(name: str, value: Any) -> None:
+        if name == "setpoint" and value != 22.5:
+            moved.append(value)
+
+    async with Peer(sim_node, "test observer", on_state=seen) as view:
+        assert await view.state("setpoint") == 22.5
+        assert await hass.config_entries.async_setup(entry.entry_id)
+        await hass.async_block_till_done()
+        manager = entry.runtime_data
+        watch = FrameWatch(manager)
+        await watch.until(manager.engine.holds_desired)
+        await watch.more(5)
+    assert moved == []  # the node never went back to 22.0
+    assert hass.states.get(setpoint).state == "22.5"
+    assert manager.engine.desired[index].value == 22.5
