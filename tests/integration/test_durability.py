@@ -169,6 +169,44 @@ async def test_write_survives_sigkill_of_home_assistant(
     assert shown((await hass.states())[setpoint]) == WRITTEN
 
 
+async def test_a_write_killed_before_its_save_is_kept_from_the_node(
+    hass_process: HassProcess, node: Node
+) -> None:
+    """SIGKILL of Home Assistant right after a write, before its save (due within 1 s): its
+    disk holds the write before, the node the new one (it applied it in milliseconds). Back,
+    Home Assistant judges the node's first frame before sending (docs/exchange.md,
+    *Reconciliation*): the node keeps the new value and Home Assistant adopts it."""
+    hass = await hass_process.start()
+    await hass.onboard()
+    setpoint = await live_setpoint(hass)
+    earlier = WRITTEN - 1.0
+    await hass.call("number", "set_value", entity_id=setpoint, value=earlier)
+    await asyncio.sleep(2)  # on disk within 1 s: this one is saved
+    await hass.call("number", "set_value", entity_id=setpoint, value=WRITTEN)
+    async with Peer(node, "durability test", states=True) as peer:
+        await peer.until(lambda: peer.states.get("setpoint") == WRITTEN)
+    hass.kill()
+    saved = stored(hass.config_dir, f"{DOMAIN}.{entry_id(hass.config_dir)}") or {}
+    on_disk = values(saved["engine"]["desired"])
+    # The situation under test: the disk has the earlier write, not the last one.
+    assert earlier in on_disk, on_disk
+    assert WRITTEN not in on_disk, on_disk
+    went_back: list[Any] = []
+
+    def seen(name: str, value: Any) -> None:
+        if name == "setpoint" and value != WRITTEN:
+            went_back.append(value)
+
+    async with Peer(node, "durability observer", on_state=seen) as view:
+        assert await view.state("setpoint") == WRITTEN
+        await hass.start()
+        await shows_written(hass, setpoint)
+        # A few node cycles (1 s) more: the first desired frames have gone out.
+        await asyncio.sleep(3)
+    assert went_back == []
+    assert shown((await hass.states())[setpoint]) == WRITTEN
+
+
 class Develop:
     """scripts/develop's program in its own session, as a terminal runs a job: its own
     process group, which Home Assistant and the node share."""
