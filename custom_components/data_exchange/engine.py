@@ -221,11 +221,8 @@ class ExchangeEngine(DesiredState):
             pending=desired is not None and self._pending(desired),
             now=now,
             delay=self.writer_priority_delay,
+            failsafe=self.failsafe_active,
         )
-        if verdict is Verdict.ADOPT and self.failsafe_active:
-            # Safe values are the node's fail-safe, not a local change: the desired value
-            # stands, and the next desired frame (due at once) ends the fail-safe.
-            return Verdict.SETTLED
         if verdict in (Verdict.FIRST, Verdict.ADOPT):
             if self._acceptable(index, reported):
                 self._adopt(index, Stamped(reported, now, CHANGED_BY_NODE, wall))

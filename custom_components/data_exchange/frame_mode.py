@@ -74,9 +74,9 @@ class FrameMode(ExchangeMode):
     async def async_read_model(self) -> Model:
         self._ready = False
         self._previous = None
-        self._all_measured = (
-            False  # every value of this session has its measurement time
-        )
+        # Every value of this session has its measurement time (stamp_measured then
+        # looks at the changed points only).
+        self._all_measured = False
         self.clock.reset()
         return await self.describe.async_request()
 

@@ -117,18 +117,16 @@ def stamp_measured(
     measurement time already (the per-frame loop over all points is skipped).
     """
     ages = frame.ages
-    if only_changed and frame.indices is None:
-        for index in changed:  # a full frame's position is the point's index
-            stamped = reported[index]
-            if stamped is not None and stamped.value is not None:
-                at = clock.measured_at(ages[index] if index < len(ages) else None)
-                if at is not None:
-                    stamped.measured = at
-        return []
-    positions = range(len(frame.values)) if frame.indices is None else frame.indices
+    full = frame.indices is None
     new = set(changed)
+    # (position in the frame, point index); a full frame's position is the point's index.
+    where = (
+        ((index, index) for index in changed)
+        if only_changed and full
+        else enumerate(range(len(frame.values)) if full else frame.indices or ())
+    )
     first: list[int] = []
-    for n, index in enumerate(positions):
+    for n, index in where:
         stamped = reported[index]
         if stamped is None or stamped.value is None:
             continue

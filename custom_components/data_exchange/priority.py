@@ -27,12 +27,15 @@ def judge(
     pending: bool,
     now: float,
     delay: float,
+    failsafe: bool = False,
 ) -> Verdict:
     """The verdict on a reported value, given the desired one.
 
     ``pending``: the node has not yet applied a desired frame carrying ``desired``.
     ``delay``: the writer-priority delay; a value written in Home Assistant wins over a
     different report for that long after the first frame carrying it was sent.
+    ``failsafe``: the frame shows the node's fail-safe; its values are safe values, not a
+    local change, so the desired value stands (the next desired frame ends the fail-safe).
     """
     if reported is None:
         return Verdict.SETTLED
@@ -42,6 +45,8 @@ def judge(
         return Verdict.SETTLED
     if pending:
         return Verdict.DEFER
+    if failsafe:
+        return Verdict.SETTLED
     if desired.changed_by != CHANGED_BY_NODE and now - desired.time < delay:
         return (
             Verdict.SETTLED

@@ -228,9 +228,9 @@ class World:
         # Sessions (connections up) seen, over every manager of this world.
         self.sessions = 0
         self.back_at = 0  # frames handled when the latest session came up
-        # The desired frame Home Assistant sent when the latest session came up (its
-        # reconciliation): until the node has applied it, its frames show what it held
-        # before, which after a crash of Home Assistant may be newer than the Store.
+        # Home Assistant's newest desired frame when the latest session came up: until
+        # the node has applied one at least as new (the session's first), its frames show
+        # what it held before, which after a crash may be newer than the Store.
         self.session_frame = 0
         self._connected = False
         self.outage_sessions = 0  # sessions when the latest outage began
