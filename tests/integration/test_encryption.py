@@ -271,7 +271,16 @@ async def test_plaintext_answer_keeps_the_key_and_sends_nothing(
     # plaintext mode it answers as a node without encryption, as a man in the middle would.
     entry = await add_keyed(hass, sim_node, proxy, KEY)
     await until(hass, lambda: live(hass, entry), what="live encrypted")
-    await poll(lambda: "setpoint" in view.states, "the node's setpoint")
+    # The node's fail-safe (1.5 s in these tests) may fire during the entry's first
+    # connection: until Home Assistant's desired frame ends it, the node shows its safe
+    # value, and that frame would then change the value read here.
+    engine = entry.runtime_data.engine
+    await poll(engine.holds_desired, "the node holds Home Assistant's desired values")
+    shown = hass.states.get(setpoint(hass, entry))
+    assert shown is not None
+    await poll(
+        lambda: view.states.get("setpoint") == float(shown.state), "the node's setpoint"
+    )
     before = view.states["setpoint"]
     proxy.set_plaintext()
     proxy.cut()
