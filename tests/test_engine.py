@@ -73,6 +73,7 @@ def frame(
     refused: int = 0,
     model: Model = MODEL,
     indices: tuple[int, ...] | None = None,
+    safe_points: frozenset[int] | None = None,
 ) -> NodeFrame:
     """A full frame, or with ``indices`` a change frame carrying those points."""
     return NodeFrame(
@@ -86,6 +87,7 @@ def frame(
         refusal=refusal,
         values=values,
         indices=indices,
+        safe_points=safe_points,
     )
 
 
@@ -1004,3 +1006,46 @@ def test_safe_values_of_the_fail_safe_are_not_adopted(engine: ExchangeEngine) ->
     result = engine.on_frame(frame(n + 52, seq_of(args), (20.0, 21.0, False)), 120)
     assert result.adopted == [2]
     assert engine.desired[2].changed_by == "node"
+
+
+def test_a_local_change_during_the_fail_safe_is_adopted(engine: ExchangeEngine) -> None:
+    """The node says which points hold the safe value its fail-safe set ("y"): a point
+    changed on the device meanwhile is a local change like any other (nothing lost), the
+    points at their safe values keep their desired values. Without "y" (an older node)
+    every point counts as set by the fail-safe."""
+    n = synced(engine)  # desired: 21.0, False (from the node)
+    engine.write(2, True, "user:abc", now=10.0)
+    seq = seq_of(engine.next_desired_frame(10.0).args())
+    engine.on_frame(frame(n + 1, seq, (20.0, 21.0, True)), 10.1)
+    engine.start_session(BOOT, 90)  # Home Assistant was away meanwhile
+    # Fail-safe: the relay (2) went to its safe value False; the setpoint (1) was then set
+    # to 24.5 on the device.
+    result = engine.on_frame(
+        frame(
+            n + 50, seq, (20.0, 24.5, False), failsafe=True, safe_points=frozenset({2})
+        ),
+        99,
+    )
+    assert result.adopted == [1]
+    assert engine.desired[1].value == 24.5
+    assert engine.desired[1].changed_by == "node"
+    assert engine.desired[2].value is True
+    assert engine.desired[2].changed_by == "user:abc"
+    args = engine.next_desired_frame(99.0).args()
+    assert args["values"].split(",")[:2] == ["24.5", "1"]
+
+
+def test_a_change_frame_during_the_fail_safe_is_a_local_change(
+    engine: ExchangeEngine,
+) -> None:
+    """A change frame never carries a safe value (the node leaves out what it applied), so
+    a writable value in it is a local change, fail-safe or not."""
+    n = synced(engine)
+    engine.on_frame(
+        frame(n + 1, 0, (20.0, 21.0, False), failsafe=True, safe_points=frozenset()),
+        5.0,
+    )
+    assert engine.failsafe_active
+    result = engine.on_frame(frame(n + 2, 0, (23.0,), indices=(1,)), 5.1)
+    assert result.adopted == [1]
+    assert engine.desired[1].value == 23.0

@@ -1,13 +1,16 @@
 """The heartbeat of a settled node (heartbeat.py) and the engine's "the node holds it".
 
-Plain Python. While anything is not held by the node, every tick of the desired frame
-interval sends; once it holds everything, only every heartbeat period. The engine side is
-driven with hand-written frames (tests/test_engine.py's helpers).
+Plain Python. While anything is not held by the node, a frame goes out one desired frame
+interval after the last; once it holds everything, one heartbeat period after it. The
+engine side is driven with hand-written frames (tests/test_engine.py's helpers).
 """
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given, strategies as st
+import pytest
 
 from custom_components.data_exchange.heartbeat import (
     HEARTBEAT,
@@ -27,32 +30,45 @@ def test_the_period_is_the_heartbeat_or_a_third_of_the_failsafe() -> None:
 @given(
     interval=st.sampled_from([0.1, 0.3, 1.0, 2.0]),
     failsafe_ms=st.sampled_from([0, 500, 3000, 9000, 60000]),
-    ticks=st.lists(st.booleans(), min_size=1, max_size=200),
+    changes=st.lists(
+        st.tuples(st.floats(0.0, 30.0), st.booleans()), min_size=1, max_size=60
+    ),
 )
-def test_a_tick_sends_whenever_the_node_does_not_hold_everything(
-    interval: float, failsafe_ms: int, ticks: list[bool]
+def test_frames_go_out_when_due_and_only_then(
+    interval: float, failsafe_ms: int, changes: list[tuple[float, bool]]
 ) -> None:
-    """Ticks every interval with random "holds everything": a tick where the node does not
-    hold everything always sends; no two frames are further apart than the period (plus
-    one tick), and while it holds everything no two are closer than the period less one
-    tick. The node's fail-safe (if any) therefore never runs out while ticks come."""
+    """Driven as frame mode drives it: a wake-up at ``next_send`` (re-armed whenever
+    "holds everything" changes, at random times). While the node does not hold everything
+    a frame goes out one interval after the last; while it does, one heartbeat period after
+    it; never two closer than the interval, never two further apart than the period. The
+    node's fail-safe (if any) therefore never runs out while Home Assistant is there."""
     schedule = DesiredSchedule(interval)
-    schedule.sent(0.0)
     period = heartbeat_period(interval, failsafe_ms)
-    last = 0.0
-    for n, holds in enumerate(ticks, start=1):
-        now = n * interval
-        due = schedule.due(holds_desired=holds, failsafe_ms=failsafe_ms, now=now)
-        if not holds:
-            assert due
-        if due:
-            if holds:
-                assert now - last >= period - interval
+    assert schedule.due(holds_desired=True, failsafe_ms=failsafe_ms, now=0.0)
+    schedule.sent(0.0)
+    sends, holds, now = [0.0], False, 0.0
+    for at, new_holds in sorted((now + dt, h) for dt, h in changes):
+        while (
+            send_at := schedule.next_send(holds_desired=holds, failsafe_ms=failsafe_ms)
+        ) <= at:
+            now = send_at
+            assert schedule.due(holds_desired=holds, failsafe_ms=failsafe_ms, now=now)
             schedule.sent(now)
-            last = now
-        assert now - last <= period + interval / 2
-        if failsafe_ms:
-            assert now - last < failsafe_ms / 1000 or interval >= failsafe_ms / 3000
+            sends.append(now)
+            assert now - sends[-2] == pytest.approx(period if holds else interval)
+        # A wake-up before its time sends nothing.
+        early = (send_at - 0.01) if send_at - 0.01 > sends[-1] else None
+        if early is not None:
+            assert not schedule.due(
+                holds_desired=holds, failsafe_ms=failsafe_ms, now=early
+            )
+        now, holds = at, new_holds
+    gaps = [b - a for a, b in itertools.pairwise(sends)]
+    assert all(interval - 1e-9 <= gap <= period + 1e-9 for gap in gaps)
+    if failsafe_ms:
+        assert all(
+            gap < failsafe_ms / 1000 or interval >= failsafe_ms / 3000 for gap in gaps
+        )
 
 
 def test_the_node_holds_everything_only_once_it_acknowledged_and_reports_it() -> None:

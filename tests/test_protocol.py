@@ -258,11 +258,25 @@ def test_frame_of_other_model() -> None:
         {"x": "21.5,1,'%ZZ,22,0,'eco,'"},
         {"x": "21.5,1,'%4,22,0,'eco,'"},
         {"x": "1" * 70000},
+        # The fail-safe's points at their safe values: ascending, in range.
+        {"f": "1", "y": "4,3"},
+        {"f": "1", "y": "7"},
+        {"f": "1", "y": "3,"},
+        {"f": "1", "y": "x"},
     ],
 )
 def test_frame_rejects_malformed(change: dict[str, str]) -> None:
     with pytest.raises(ProtocolError):
         NodeFrame.from_event(_frame(**change), _model())
+
+
+def test_the_fail_safe_says_which_points_hold_its_safe_values() -> None:
+    frame = NodeFrame.from_event(_frame(f="1", y="3,4"), _model())
+    assert frame.failsafe_active
+    assert frame.safe_points == frozenset({3, 4})
+    assert NodeFrame.from_event(_frame(f="1", y=""), _model()).safe_points == set()
+    # An older node does not say: None (every point counts as set by the fail-safe).
+    assert NodeFrame.from_event(_frame(f="1"), _model()).safe_points is None
 
 
 def test_change_frame_carries_the_points_at_its_positions() -> None:

@@ -8,7 +8,7 @@ rules: docs/exchange.md; the model test (tests/model/) checks them independently
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 import math
 
 from . import sessions
@@ -24,6 +24,7 @@ from .values import (
     StaleReason,
     Stamped,
     same,
+    stale_deadline,
     stale_reason,
 )
 
@@ -127,6 +128,17 @@ class ExchangeEngine(DesiredState):
         quiet = key is not None and key == self._quiet
         points = () if quiet else range(len(model.points)) if full else frame.indices
         settled = True
+        # The safe values of the fail-safe (only full frames carry them; a change frame's
+        # writable values are local changes): every point, if the node does not say which.
+        safe: Collection[int] = (
+            (
+                range(len(model.points))
+                if frame.safe_points is None
+                else frame.safe_points
+            )
+            if full and self.failsafe_active
+            else ()
+        )
         for i, value in zip(points or (), () if quiet else frame.values, strict=True):
             current = self.reported[i]
             if current is None or not same(current.value, value):
@@ -134,7 +146,7 @@ class ExchangeEngine(DesiredState):
                 self._generation += 1
                 result.changed.append(i)
             if model.points[i].type.writable:
-                verdict = self._judge(i, value, now, wall)
+                verdict = self._judge(i, value, now, wall, i in safe)
                 # Settled for good: equal, or nothing desired (Home Assistant winning is
                 # "settled" only until its writer-priority window ends).
                 if verdict is not Verdict.SETTLED or (
@@ -210,7 +222,9 @@ class ExchangeEngine(DesiredState):
             result.dropped.append(i)
         result.desired_changed |= bool(result.dropped)
 
-    def _judge(self, index: int, reported: Value, now: float, wall: float) -> Verdict:
+    def _judge(
+        self, index: int, reported: Value, now: float, wall: float, safe: bool
+    ) -> Verdict:
         """Writer priority for one point of a frame (priority.py), applied. A value the
         node would refuse back is never made desired (the node's own value stands, or the
         desired value is dropped)."""
@@ -221,7 +235,7 @@ class ExchangeEngine(DesiredState):
             pending=desired is not None and self._pending(desired),
             now=now,
             delay=self.writer_priority_delay,
-            failsafe=self.failsafe_active,
+            failsafe=safe,
         )
         if verdict in (Verdict.FIRST, Verdict.ADOPT):
             if self._acceptable(index, reported):
@@ -291,6 +305,16 @@ class ExchangeEngine(DesiredState):
     def stale_reason(self, *, connected: bool, now: float) -> StaleReason | None:
         """Why this node's values are stale now, or None while they are live."""
         return stale_reason(
+            connected=connected,
+            acquisition_running=self.acquisition_running,
+            last_frame=self.last_frame,
+            now=now,
+            stale_after=self.stale_after,
+        )
+
+    def stale_at(self, *, connected: bool, now: float) -> float | None:
+        """When this node's live values turn stale by silence (values.stale_deadline)."""
+        return stale_deadline(
             connected=connected,
             acquisition_running=self.acquisition_running,
             last_frame=self.last_frame,

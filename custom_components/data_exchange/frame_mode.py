@@ -5,22 +5,23 @@ The data path of a node frame goes one way: connection -> ``on_node_event`` -> p
 Store, repair issues). A write goes one way too: ``write`` -> engine -> the next desired
 frame (built by the engine, encoded by protocol) -> connection.
 
-Every desired frame interval the full desired frame goes out while the node does not hold
-all of it, else as a heartbeat (heartbeat.py); writes go out at once, several of one event
-loop iteration in one frame.
+One desired frame interval after the last one, the full desired frame goes out again while
+the node does not hold all of it, else as a heartbeat (heartbeat.py); writes go out at once,
+several of one event loop iteration in one frame. One timer per node wakes up only when
+something is due: that frame, or the moment a silent node's values turn stale.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-from datetime import timedelta
 import logging
 import time
 from typing import TYPE_CHECKING, Any
 
 from aioesphomeapi import APIConnectionError
 from homeassistant.core import CALLBACK_TYPE, callback
-from homeassistant.helpers.event import async_call_later, async_track_time_interval
+from homeassistant.helpers.event import async_call_later
 
 from .backfill import Backfill
 from .const import DOMAIN, MODE_FRAME, PENDING_SHOWN_AFTER, STORE_DESIRED_WITHIN
@@ -54,7 +55,9 @@ class FrameMode(ExchangeMode):
         super().__init__(node)
         self.describe = Describe(node.connection)
         self._ready = False  # frames count only once the session is set up
-        self._unsub_cycle: CALLBACK_TYPE | None = None
+        self._wake: asyncio.TimerHandle | None = None
+        self._wake_at = 0.0  # monotonic time the armed wake-up is for
+        self.wakes = 0  # wake-ups so far (diagnostics, tests)
         self._send_scheduled = False
         self._malformed_logged = False
         self._refusal_logged = False
@@ -68,6 +71,7 @@ class FrameMode(ExchangeMode):
         self._pending_later: set[int] = set()  # writes whose pending state waits
         self._unsub_pending: CALLBACK_TYPE | None = None
         node.entry.async_on_unload(self._cancel_pending)
+        node.entry.async_on_unload(self._cancel_wake)
 
     # ---- session ----
 
@@ -96,7 +100,6 @@ class FrameMode(ExchangeMode):
         await self.backfill.async_load()  # the acknowledgement of the first frame
         self._ready = True
         # Values stay stale (offline) until the first frame arrives.
-        self._start_cycle()
         # Reconciliation: desired values the node does not hold yet go out at once. With
         # none, the first desired frame waits for the node's first full frame and is built
         # after judging it: Home Assistant's record may be older than the node's values
@@ -108,7 +111,7 @@ class FrameMode(ExchangeMode):
     def end_session(self) -> None:
         self._ready = False
         self._first_frame_pending = False
-        self._stop_cycle()
+        self._cancel_wake()
         self.describe.cancel()
 
     # ---- node frames ----
@@ -161,6 +164,7 @@ class FrameMode(ExchangeMode):
                 ):
                     node.listeners.topic(Topic.STATS)
             self._apply(result, now)
+        self._arm()
 
     @callback
     def _apply(self, result: FrameResult, now: float) -> None:
@@ -240,37 +244,55 @@ class FrameMode(ExchangeMode):
     # ---- desired frames ----
 
     @callback
-    def _start_cycle(self) -> None:
-        self._stop_cycle()
-        self._unsub_cycle = async_track_time_interval(
-            self.node.hass,
-            self._cycle,
-            timedelta(seconds=self.node.desired_interval),
-            name=f"{DOMAIN} cycle {self.node.mac}",
-            cancel_on_shutdown=True,
-        )
+    def _arm(self) -> None:
+        """Arm the wake-up for the next moment something is due: the desired frame (heartbeat.py)
+        or the stale deadline of a node that falls silent. A wake-up armed earlier stays: it
+        arms the next one when it fires."""
+        node, engine, now = self.node, self.node.engine, time.monotonic()
+        due = engine.stale_at(connected=node.connected, now=now)
+        model = engine.model
+        if model is not None and not (
+            self._first_frame_pending or self._send_scheduled
+        ):
+            send_at = self.schedule.next_send(
+                holds_desired=engine.holds_desired(), failsafe_ms=model.failsafe_ms
+            )
+            due = send_at if due is None else min(due, send_at)
+        if due is None or (self._wake is not None and self._wake_at <= due):
+            return
+        self._cancel_wake()
+        self._wake_at = due
+        self._wake = node.hass.loop.call_later(max(0.0, due - now), self._on_wake)
 
     @callback
-    def _stop_cycle(self) -> None:
-        if self._unsub_cycle is not None:
-            self._unsub_cycle()
-            self._unsub_cycle = None
+    def _cancel_wake(self) -> None:
+        if self._wake is not None:
+            self._wake.cancel()
+            self._wake = None
 
     @callback
-    def _cycle(self, _now: Any) -> None:
-        """A callback, not a task: most cycles of a settled node send nothing."""
+    def _on_wake(self) -> None:
+        """A callback, not a task: it sends only what is due, then arms the next one."""
+        self._wake = None
+        self.wakes += 1
         node, engine, now = self.node, self.node.engine, time.monotonic()
         # Silence is noticed here; values stay offline-stale until the first frame.
         if engine.last_frame is not None:
             node.set_stale(engine.stale_reason(connected=node.connected, now=now))
         model = engine.model
-        if self._first_frame_pending:
-            return  # built once the node's first full frame is judged
-        if model is not None and not self.schedule.due(
-            holds_desired=engine.holds_desired(), failsafe_ms=model.failsafe_ms, now=now
+        if (
+            self._ready
+            and model is not None
+            and not self._first_frame_pending  # built once the first frame is judged
+            and self.schedule.due(
+                holds_desired=engine.holds_desired(),
+                failsafe_ms=model.failsafe_ms,
+                now=now,
+            )
         ):
-            return
-        self._send_soon()
+            self._send_soon()
+        if self._ready:
+            self._arm()
 
     async def _async_send(self) -> None:
         node = self.node
@@ -279,6 +301,7 @@ class FrameMode(ExchangeMode):
         now = time.monotonic()
         frame = node.engine.next_desired_frame(now)
         self.schedule.sent(now)
+        self._arm()
         boot_id = node.engine.model.boot_id
         frame = dataclasses.replace(
             frame, backlog=self.backfill.acknowledgement(boot_id)

@@ -11,9 +11,11 @@ Assistant is there), and never more often than the interval. docs/exchange.md, *
 
 from __future__ import annotations
 
+import math
 from typing import Final
 
 HEARTBEAT: Final = 10.0
+EARLY: Final = 0.002  # seconds a timer may fire before its time and still count
 
 
 def heartbeat_period(interval: float, failsafe_ms: int) -> float:
@@ -23,23 +25,29 @@ def heartbeat_period(interval: float, failsafe_ms: int) -> float:
 
 
 class DesiredSchedule:
-    """Decides, at each tick of the desired frame interval, whether a frame goes out."""
+    """When the unchanged desired frame goes out next; time passed in (monotonic).
+
+    Home Assistant wakes up for it only when it is due (and for the stale deadline), not at
+    every interval: a settled node costs one wake-up per heartbeat.
+    """
 
     def __init__(self, interval: float) -> None:
         self.interval = interval
         self.last_sent: float | None = None  # monotonic time of the last frame sent
-        self.skipped = 0  # ticks without a frame (diagnostics)
+
+    def next_send(self, *, holds_desired: bool, failsafe_ms: int) -> float:
+        """The time of the next desired frame: one interval after the last while the node
+        does not hold everything, else one heartbeat period after it (-inf: at once)."""
+        if self.last_sent is None:
+            return -math.inf
+        if not holds_desired:
+            return self.last_sent + self.interval
+        return self.last_sent + heartbeat_period(self.interval, failsafe_ms)
 
     def due(self, *, holds_desired: bool, failsafe_ms: int, now: float) -> bool:
-        """True if the tick at ``now`` sends the desired frame."""
-        if not holds_desired or self.last_sent is None:
-            return True
-        period = heartbeat_period(self.interval, failsafe_ms)
-        # Ticks come every interval, a little late or early: half an interval of slack.
-        if now - self.last_sent >= period - self.interval / 2:
-            return True
-        self.skipped += 1
-        return False
+        """True if the desired frame goes out at ``now`` (a timer may fire a little early)."""
+        send_at = self.next_send(holds_desired=holds_desired, failsafe_ms=failsafe_ms)
+        return now >= send_at - EARLY
 
     def sent(self, now: float) -> None:
         self.last_sent = now

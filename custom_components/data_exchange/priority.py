@@ -34,7 +34,7 @@ def judge(
     ``pending``: the node has not yet applied a desired frame carrying ``desired``.
     ``delay``: the writer-priority delay; a value written in Home Assistant wins over a
     different report for that long after the first frame carrying it was sent.
-    ``failsafe``: the frame shows the node's fail-safe; its values are safe values, not a
+    ``failsafe``: the reported value is the safe value the node's fail-safe set, not a
     local change, so the desired value stands (the next desired frame ends the fail-safe).
     """
     if reported is None:

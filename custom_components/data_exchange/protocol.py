@@ -165,6 +165,9 @@ class NodeFrame:
     # and readings waiting to be sent (key "n"); None without one.
     backlog_dropped: int | None = None
     backlog_waiting: int | None = None
+    # Full frames while the fail-safe is active (key "y"): the positions of the points that
+    # hold the safe value it set; None when the node does not say (every point counts).
+    safe_points: frozenset[int] | None = None
 
     @classmethod
     def from_event(
@@ -222,6 +225,7 @@ class NodeFrame:
             foreign_requests=_uint(data, "o"),
             backlog_dropped=_uint(data, "l") if "l" in data else None,
             backlog_waiting=_uint(data, "n") if "n" in data else None,
+            safe_points=_safe_points(data, len(types)),
             values=previous.values
             if previous is not None
             and previous.text == text
@@ -290,6 +294,14 @@ def _indices(text: str, count: int) -> tuple[int, ...]:
     if any(b <= a for a, b in itertools.pairwise(indices)) or (indices[-1] >= count):
         raise ProtocolError(f"point positions {text[:32]!r} out of order or range")
     return indices
+
+
+def _safe_points(data: Mapping[str, str], count: int) -> frozenset[int] | None:
+    """Key "y" of a full frame: the points holding the fail-safe's safe value."""
+    if "y" not in data:
+        return None
+    text = _field(data, "y")
+    return frozenset(_indices(text, count)) if text else frozenset()
 
 
 def _is_uint(text: str) -> bool:

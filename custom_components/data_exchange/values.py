@@ -189,6 +189,28 @@ def stale_reason(
     return None
 
 
+def stale_deadline(
+    *,
+    connected: bool,
+    acquisition_running: bool,
+    last_frame: float | None,
+    now: float,
+    stale_after: float,
+) -> float | None:
+    """When values live at ``now`` turn stale by silence unless a frame comes first (just
+    past ``stale_after``); None if they are stale already or cannot turn stale by silence."""
+    live = stale_reason(
+        connected=connected,
+        acquisition_running=acquisition_running,
+        last_frame=last_frame,
+        now=now,
+        stale_after=stale_after,
+    )
+    if live is not None or last_frame is None or math.isinf(stale_after):
+        return None
+    return last_frame + stale_after + 0.001
+
+
 def same(a: Value, b: Value) -> bool:
     if isinstance(a, float) and isinstance(b, float):
         return a == b or (math.isnan(a) and math.isnan(b))

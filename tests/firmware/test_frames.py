@@ -235,10 +235,19 @@ async def test_failsafe_after_timeout_and_recovery(dx: DxClient) -> None:
     )
     # setpoint 18, relay off, LED 0, mode eco; the label has no safe value and stays.
     assert _writable(dx, frame) == [18.0, False, 0.0, "eco", "kept"]
-    # A desired frame ends the fail-safe and is applied.
+    # Full frames say which points hold the safe value the fail-safe set ("y") ...
+    safe = {dx.point_index(p) for p in ("setpoint", "relay", "led_brightness", "mode")}
+    assert frame.safe_points == safe
+    # ... and a point changed on the device meanwhile no longer does.
+    await dx.call("local_set_setpoint", value=24.5)
+    frame = await dx.next_frame(lambda f: f.full and f.values[5] == 24.5)
+    assert frame.failsafe_active
+    assert frame.safe_points == safe - {dx.point_index("setpoint")}
+    # A desired frame ends the fail-safe and is applied; "y" is gone with it.
     seq = await dx.write([23.0, True, 60.0, "comfort", None])
     frame = await dx.next_frame(lambda f: f.applied_seq == seq)
     assert not frame.failsafe_active
+    assert frame.safe_points is None
     assert _writable(dx, frame) == [23.0, True, 60.0, "comfort", "kept"]
 
 

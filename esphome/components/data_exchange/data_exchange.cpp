@@ -226,6 +226,7 @@ void DataExchange::detect_local_changes_() {
     } else if (p.expected != this->scratch_) {
       p.expected = this->scratch_;
       p.local_change_seq = next_seq;
+      p.at_safe_value = false;
       ESP_LOGD(TAG, "Local change of '%s'", p.entity->get_name().c_str());
     }
   }
@@ -375,6 +376,7 @@ void DataExchange::send_changes_() {
         continue;  // what this node applied or already reported
       if (p.expected_valid) {
         p.local_change_seq = seq;  // first reported in this frame
+        p.at_safe_value = false;
         ESP_LOGD(TAG, "Local change of '%s'", p.entity->get_name().c_str());
       }
       p.expected = this->scratch_;
@@ -403,12 +405,13 @@ void DataExchange::send_node_frame_(const std::string *indices) {
   // Both carry each value's age ("w") and, with a valid time source, the node's Unix
   // time ("d", last: left out otherwise); ages count from the frame's uptime "u". Full
   // frames of a node with a backlog carry its counters ("l", "n") before "d".
+  // While the fail-safe is active, full frames say which points hold the safe value it set
+  // ("y"), so a local change made meanwhile is told from it.
   static const char *const FULL_KEYS[] = {"v", "m", "s", "u", "x", "w", "a", "q",
-                                          "f", "r", "e", "o", "l", "n", "d"};
-  static const char *const FULL_KEYS_NO_BACKLOG[] = {"v", "m", "s", "u", "x", "w", "a",
-                                                     "q", "f", "r", "e", "o", "d"};
+                                          "f", "r", "e", "o", "l", "n", "y", "d"};
   static const char *const CHANGE_KEYS[] = {"v", "m", "s", "u", "x", "w", "i", "d"};
-  std::string vals[15];
+  const char *keys[16];
+  std::string vals[16];
   vals[0] = std::to_string(PROTOCOL_VERSION);
   vals[1] = this->model_hex_;
   vals[2] = std::to_string(this->seq_);
@@ -420,22 +423,32 @@ void DataExchange::send_node_frame_(const std::string *indices) {
     size_t count = this->clock_.unix_ms(vals[7]) ? 8 : 7;
     this->send_event_(FRAME_EVENT, CHANGE_KEYS, vals, count);
   } else {
-    const char *const *keys = FULL_KEYS_NO_BACKLOG;
     vals[6] = std::to_string(this->applied_seq_);
     vals[7] = this->acquisition_running_ ? "1" : "0";
     vals[8] = this->failsafe_active_ ? "1" : "0";
     vals[9] = std::to_string(this->refused_frames_);
     vals[10] = this->last_refusal_;
     vals[11] = std::to_string(this->foreign_requests_);
-    size_t count = 12;
     if (this->backlog_bytes_ != 0) {  // since 5: readings dropped and waiting
       vals[12] = std::to_string(this->backlog_.dropped());
       vals[13] = std::to_string(this->backlog_.waiting());
-      count = 14;
-      keys = FULL_KEYS;
     }
-    if (this->clock_.unix_ms(vals[count]))
+    if (this->failsafe_active_)
+      this->append_safe_points_(vals[14]);
+    // The keys present, in FULL_KEYS order: the optional ones only when they apply (the
+    // twelve before them always are, so the value and age buffers stay at 4 and 5).
+    const bool present[16] = {true, true, true, true, true, true, true, true, true, true, true, true,
+                              this->backlog_bytes_ != 0, this->backlog_bytes_ != 0, this->failsafe_active_,
+                              this->clock_.unix_ms(vals[15])};
+    size_t count = 0;
+    for (size_t k = 0; k < 16; k++) {
+      if (!present[k])
+        continue;
+      keys[count] = FULL_KEYS[k];
+      if (count != k)
+        vals[count].swap(vals[k]);
       count++;
+    }
     this->send_event_(FRAME_EVENT, keys, vals, count);
   }
   this->values_buf_.swap(vals[4]);  // keep the grown buffers for the next frame
@@ -738,12 +751,25 @@ void DataExchange::arm_failsafe_() {
   this->set_timeout("failsafe", this->failsafe_ms_, [this]() { this->enter_failsafe_(); });
 }
 
+void DataExchange::append_safe_points_(std::string &out) const {
+  char index_text[12];
+  for (size_t i = 0; i < this->points_.size(); i++) {
+    if (!this->points_[i].at_safe_value)
+      continue;
+    if (!out.empty())
+      out += ',';
+    snprintf(index_text, sizeof(index_text), "%u", static_cast<unsigned>(i));
+    out += index_text;
+  }
+}
+
 void DataExchange::enter_failsafe_() {
   ESP_LOGW(TAG, "No desired frame for %" PRIu32 " ms: fail-safe, writable points go to their safe values",
            this->failsafe_ms_);
   this->failsafe_active_ = true;
   for (auto &p : this->points_) {
-    if (!p.writable() || !p.has_safe_value)
+    p.at_safe_value = p.writable() && p.has_safe_value;
+    if (!p.at_safe_value)
       continue;
     this->scratch_.clear();
     switch (p.type) {

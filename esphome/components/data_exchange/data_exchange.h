@@ -78,6 +78,9 @@ struct Point {
   std::string expected;
   bool expected_valid{false};
   uint64_t local_change_seq{0};
+  // While the fail-safe is active: this point holds the safe value the fail-safe set (no
+  // local change since); reported in full frames ("y") so Home Assistant tells the two apart.
+  bool at_safe_value{false};
   // Published since the last frame: goes out in the next change frame.
   bool changed{false};
   // Kept in the backlog while no client takes live frames (option backlog: points).
@@ -171,6 +174,7 @@ class DataExchange : public Component, public api::CustomAPIDevice {
   void set_acquisition_(bool running);
   void arm_failsafe_();
   void enter_failsafe_();
+  void append_safe_points_(std::string &out) const;
   /// Rewrites a validated desired value the way this node encodes it.
   void canonicalize_(const Point &p, std::string &field);
   /// Sets a writable point from an encoded value already validated.
