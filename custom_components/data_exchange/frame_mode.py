@@ -140,6 +140,7 @@ class FrameMode(ExchangeMode):
             self._malformed(err)
             return
         now, wall, node = time.monotonic(), time.time(), self.node
+        stale = node.stale_reason
         result = engine.on_frame(frame, now, wall)
         if result.accepted:
             self.clock.on_frame(frame.uptime_ms, frame.node_time_ms, wall)
@@ -164,7 +165,10 @@ class FrameMode(ExchangeMode):
                 ):
                     node.listeners.topic(Topic.STATS)
             self._apply(result, now)
-        self._arm()
+        # What is due next changes only with what the frame changed (the stale deadline
+        # moving later is seen when the armed wake-up fires).
+        if self._wake is None or stale != node.stale_reason or _changed_any(result):
+            self._arm()
 
     @callback
     def _apply(self, result: FrameResult, now: float) -> None:
@@ -373,3 +377,14 @@ class FrameMode(ExchangeMode):
         self.node.engine.write_acquisition(running, changed_by, now, wall)
         self.node.store.schedule_save(STORE_DESIRED_WITHIN)
         self._send_soon()
+
+
+def _changed_any(result: FrameResult) -> bool:
+    """The frame changed something "the node holds everything" depends on."""
+    return bool(
+        result.changed
+        or result.desired_changed
+        or result.node_state_changed
+        or result.acknowledged is not None
+        or result.refused is not None
+    )

@@ -4,14 +4,19 @@ a local change, the node's fail-safe)."""
 
 from __future__ import annotations
 
+import os
+import signal
+
 from homeassistant.core import HomeAssistant
 
 from custom_components.data_exchange.frame_mode import FrameMode
 from custom_components.data_exchange.heartbeat import heartbeat_period
 from custom_components.data_exchange.manager import NodeManager
+from custom_components.data_exchange.values import StaleReason
 from tests.conftest import FIRMWARE
 from tests.harness.node import NodeFactory
 from tests.harness.peer import Peer
+from tests.harness.yaml_gen import points_node
 from tests.integration.conftest import FAST_OPTIONS, FrameWatch, setup_node, until
 from tests.integration.test_exchange import find
 
@@ -80,3 +85,32 @@ async def test_a_node_with_a_failsafe_never_falls_into_it_between_heartbeats(
     assert len(failsafe_seen) >= 40
     assert not any(failsafe_seen)
     assert manager.engine.stats.restarts == 0
+
+
+async def test_silence_is_noticed_each_time_the_node_falls_silent(
+    hass: HomeAssistant, node_factory: NodeFactory
+) -> None:
+    """The wake-up for the stale deadline is armed again when a silent node's frames come
+    back: the second silence of one connection is noticed as soon as the first (within
+    stale_after, 2 s here, not at the next heartbeat). A node whose values never change
+    (template numbers): its frames after the silence change nothing else."""
+    node = node_factory.start(points_node(3, cycle="100ms"))
+    entry = await setup_node(hass, node)
+    manager: NodeManager = entry.runtime_data
+    assert node.process is not None
+    stale_after = FAST_OPTIONS["stale_after"]
+    assert heartbeat_period(INTERVAL, 0) > 2 * stale_after
+    for _ in range(2):
+        await FrameWatch(manager).until(manager.engine.holds_desired)
+        os.kill(node.process.pid, signal.SIGSTOP)  # silent, well within the keepalive
+        try:
+            await until(
+                hass,
+                lambda: manager.stale_reason is StaleReason.SILENT,
+                within=stale_after + 2,
+                what="values stale by silence",
+            )
+        finally:
+            os.kill(node.process.pid, signal.SIGCONT)
+        await until(hass, lambda: manager.stale_reason is None, what="live again")
+    assert manager.connected
