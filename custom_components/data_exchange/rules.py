@@ -13,7 +13,7 @@ operations in the same order as the node's C++.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 import math
 
@@ -47,14 +47,26 @@ class Limits:
     options: tuple[str, ...] = ()
     min_length: int = 0
     max_length: int = 255
+    # min, max and step as the node holds them (32-bit floats), made once: every value
+    # adopted from the node is checked against them.
+    f32_limits: tuple[float, float, float] = field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        limits = (f32(self.min_value), f32(self.max_value), f32(self.step))
+        object.__setattr__(self, "f32_limits", limits)
 
 
 def number_refusal(
     value: float, min_value: float, max_value: float, step: float
 ) -> Refusal | None:
     """The node's number check (rules.h ``check_number``), operation for operation."""
-    v = f32(value)
-    lo, hi, st = f32(min_value), f32(max_value), f32(step)
+    return _number_refusal(f32(value), f32(min_value), f32(max_value), f32(step))
+
+
+def _number_refusal(v: float, lo: float, hi: float, st: float) -> Refusal | None:
+    """``number_refusal`` of values already rounded to 32-bit floats."""
     if not math.isfinite(v):
         return Refusal.FORMAT
     if v < lo or v > hi:
@@ -81,9 +93,10 @@ def refusal(limits: Limits, value: Value) -> Refusal | None:
             return Refusal.RANGE
         if math.isnan(number):
             return Refusal.FORMAT
-        if math.isinf(f32(number)):  # beyond the largest float (which itself is fine)
+        number = f32(number)
+        if math.isinf(number):  # beyond the largest float (which itself is fine)
             return Refusal.RANGE
-        return number_refusal(number, limits.min_value, limits.max_value, limits.step)
+        return _number_refusal(number, *limits.f32_limits)
     if ptype is PointType.SWITCH:
         return None if isinstance(value, bool) else Refusal.FORMAT
     if not isinstance(value, str):
