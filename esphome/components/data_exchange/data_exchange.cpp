@@ -407,10 +407,17 @@ void DataExchange::send_node_frame_(const std::string *indices) {
   // frames of a node with a backlog carry its counters ("l", "n") before "d".
   // While the fail-safe is active, full frames say which points hold the safe value it set
   // ("y"), so a local change made meanwhile is told from it.
+  // Static key lists (flash, not stack): with and without the backlog's and the fail-safe's
+  // keys; "d" is last and left out without a valid time source.
   static const char *const FULL_KEYS[] = {"v", "m", "s", "u", "x", "w", "a", "q",
                                           "f", "r", "e", "o", "l", "n", "y", "d"};
+  static const char *const FULL_KEYS_NO_SAFE[] = {"v", "m", "s", "u", "x", "w", "a", "q",
+                                                  "f", "r", "e", "o", "l", "n", "d"};
+  static const char *const FULL_KEYS_NO_BACKLOG[] = {"v", "m", "s", "u", "x", "w", "a",
+                                                     "q", "f", "r", "e", "o", "y", "d"};
+  static const char *const FULL_KEYS_NEITHER[] = {"v", "m", "s", "u", "x", "w", "a",
+                                                  "q", "f", "r", "e", "o", "d"};
   static const char *const CHANGE_KEYS[] = {"v", "m", "s", "u", "x", "w", "i", "d"};
-  const char *keys[16];
   std::string vals[16];
   vals[0] = std::to_string(PROTOCOL_VERSION);
   vals[1] = this->model_hex_;
@@ -429,26 +436,18 @@ void DataExchange::send_node_frame_(const std::string *indices) {
     vals[9] = std::to_string(this->refused_frames_);
     vals[10] = this->last_refusal_;
     vals[11] = std::to_string(this->foreign_requests_);
-    if (this->backlog_bytes_ != 0) {  // since 5: readings dropped and waiting
-      vals[12] = std::to_string(this->backlog_.dropped());
-      vals[13] = std::to_string(this->backlog_.waiting());
+    const bool backlog = this->backlog_bytes_ != 0;
+    size_t count = 12;
+    if (backlog) {  // since 5: readings dropped and waiting
+      vals[count++] = std::to_string(this->backlog_.dropped());
+      vals[count++] = std::to_string(this->backlog_.waiting());
     }
     if (this->failsafe_active_)
-      this->append_safe_points_(vals[14]);
-    // The keys present, in FULL_KEYS order: the optional ones only when they apply (the
-    // twelve before them always are, so the value and age buffers stay at 4 and 5).
-    const bool present[16] = {true, true, true, true, true, true, true, true, true, true, true, true,
-                              this->backlog_bytes_ != 0, this->backlog_bytes_ != 0, this->failsafe_active_,
-                              this->clock_.unix_ms(vals[15])};
-    size_t count = 0;
-    for (size_t k = 0; k < 16; k++) {
-      if (!present[k])
-        continue;
-      keys[count] = FULL_KEYS[k];
-      if (count != k)
-        vals[count].swap(vals[k]);
+      this->append_safe_points_(vals[count++]);
+    const char *const *keys = backlog ? (this->failsafe_active_ ? FULL_KEYS : FULL_KEYS_NO_SAFE)
+                                      : (this->failsafe_active_ ? FULL_KEYS_NO_BACKLOG : FULL_KEYS_NEITHER);
+    if (this->clock_.unix_ms(vals[count]))
       count++;
-    }
     this->send_event_(FRAME_EVENT, keys, vals, count);
   }
   this->values_buf_.swap(vals[4]);  // keep the grown buffers for the next frame
