@@ -30,7 +30,8 @@ from tests.integration.conftest import setup_node
 
 RESULTS = REPO / "docs" / "benchmarks.json"
 ROUNDS = int(os.environ.get("DX_BENCH_ROUNDS", "5"))
-# DX_BENCH_PROFILE=scale,round_trip: cProfile the scale windows or the round trips into DX_BENCH_PROFILE_DIR (not recorded).
+# DX_BENCH_PROFILE=scale,round_trip,cpu: cProfile the scale windows, the round trips or
+# benchmark 3's changed frames into DX_BENCH_PROFILE_DIR (not recorded).
 PROFILE = set(filter(None, os.environ.get("DX_BENCH_PROFILE", "").split(",")))
 PROFILE_DIR = os.environ.get("DX_BENCH_PROFILE_DIR", "/tmp")
 
@@ -185,6 +186,10 @@ async def test_cpu_per_frame(hass: HomeAssistant, bench_node: Node) -> None:
     frames = 2000 if count <= 100 else 200
     unchanged = [run(frames, change=False) for _ in range(ROUNDS)]
     changed = [run(frames // 10, change=True) for _ in range(ROUNDS)]
+    if "cpu" in PROFILE:  # DX_BENCH_PROFILE=cpu: the changed frames again, profiled
+        profiler = cProfile.Profile()
+        profiler.runcall(run, frames // 10, True)
+        profiler.dump_stats(Path(PROFILE_DIR) / f"cpu-{count}.prof")
 
     # Baseline in the same run: Home Assistant's own cost of writing one state.
     def set_states(n: int) -> float:

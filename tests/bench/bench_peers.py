@@ -68,7 +68,8 @@ PERIOD_MS = int(os.environ.get("DX_BENCH_PEER_PERIOD_MS", "50"))
 # The node's frame cycle and Home Assistant's desired-frame cycle in frame mode.
 CYCLE_MS = int(os.environ.get("DX_BENCH_PEER_CYCLE_MS", "100"))
 WAYS = ("frame", "entity", "core_esphome", "raw_async_set")
-# DX_BENCH_PROFILE=frame,core_esphome: cProfile those ways' bursts into DX_BENCH_PROFILE_DIR.
+# DX_BENCH_PROFILE=frame,core_esphome: cProfile those ways' bursts into DX_BENCH_PROFILE_DIR;
+# latency: every way's single changes (benchmark 2).
 PROFILE = set(filter(None, os.environ.get("DX_BENCH_PROFILE", "").split(",")))
 PROFILE_DIR = os.environ.get("DX_BENCH_PROFILE_DIR", "/tmp")
 
@@ -273,6 +274,10 @@ async def measure_latency(
     # pauses for every way.
     rng = random.Random(seed)
     samples = []
+    # DX_BENCH_PROFILE=latency: cProfile each way's changes (the pauses between them too).
+    profiler = cProfile.Profile() if "latency" in PROFILE else None
+    if profiler is not None:
+        profiler.enable()
     for k in range(CHANGES):
         index = k % POINTS
         value = float(next(values))
@@ -283,6 +288,9 @@ async def measure_latency(
         current[index] = value
         end = await watch.wait(done, TIMEOUT, f"{way.name}: P{index} = {value}")
         samples.append((end - start) * 1000)
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(Path(PROFILE_DIR) / f"latency-{way.name}-{seed}.prof")
     return samples
 
 
