@@ -1,6 +1,6 @@
 """The quiet path of the engine (a full frame equal to the last one is not judged point by
-point again) changes no decision: a differential property test against the same engine
-with the quiet path switched off, over random interleavings of node frames (full and
+point again) and holds_desired's incremental comparison change no decision: a differential
+property test against the same engine with both switched off, over random interleavings of node frames (full and
 change, local changes, acknowledgements, fail-safe, pause), writes, grouped writes, desired
 frames and time. Plain Python (tests/test_engine.py's helpers)."""
 
@@ -12,14 +12,23 @@ from typing import Any
 from hypothesis import given, settings, strategies as st
 
 from custom_components.data_exchange.engine import ExchangeEngine
+from custom_components.data_exchange.values import same
 from tests.test_engine import BOOT, DELAY, LIMITS, MODEL, frame
 
 
 class LoudEngine(ExchangeEngine):
-    """The same engine, judging every point of every frame (no key ever matches)."""
+    """The same engine, judging every point of every frame (no key ever matches), and
+    comparing every desired value in holds_desired (no incremental bookkeeping)."""
 
-    def _state_key(self, values: object) -> tuple[object, ...]:
+    def _quiet_key(self, values: object) -> tuple[object, ...]:
         return (object(),)
+
+    def _differing(self) -> set[int]:
+        return {
+            i
+            for i, d in self.desired.items()
+            if (r := self.reported[i]) is None or not same(r.value, d.value)
+        }
 
 
 SETPOINTS = st.sampled_from([20.0, 21.0, 25.0, 30.0, 40.0])  # 40 is out of range
@@ -30,6 +39,7 @@ STEP = st.one_of(
     st.tuples(st.just("relay"), st.booleans()),
     st.tuples(st.just("pause"), st.booleans()),
     st.tuples(st.just("send")),
+    st.tuples(st.just("reconnect")),
     st.tuples(st.just("wait"), st.sampled_from([0.1, 1.0, DELAY, 10.0])),
 )
 
@@ -87,6 +97,8 @@ def test_the_quiet_path_changes_no_decision(steps: list[tuple[Any, ...]]) -> Non
                 engine.write(2, step[1], "user:abc", now, group=engine.new_group())
             elif kind == "pause":
                 engine.write_acquisition(step[1], "user:abc", now)
+            elif kind == "reconnect":
+                engine.start_session(BOOT, node_seq)
             elif kind == "send":
                 results.append(engine.next_desired_frame(now).args())
         if kind == "full":
@@ -143,3 +155,21 @@ def test_a_point_home_assistant_wins_is_judged_again_once_the_delay_is_over() ->
     result = engine.on_frame(frame(4, sent, (20.0, 21.0, False)), 1.0 + DELAY + 0.1)
     assert result.adopted == [1]
     assert engine.desired[1].value == 21.0
+
+
+def test_a_change_frame_home_assistant_wins_ends_holding_desired() -> None:
+    """holds_desired compares only the points changed since its last call: a change frame
+    whose value Home Assistant wins (within the writer-priority delay) must end "the node
+    holds everything", or the desired value would wait for the heartbeat."""
+    engine = ExchangeEngine(DELAY)
+    engine.set_model(MODEL, LIMITS)
+    engine.start_session(BOOT, 0)
+    engine.on_frame(frame(1, 0, (20.0, 21.0, False)), 0.0)
+    engine.write(1, 25.0, "user:abc", 1.0)
+    sent = int(str(engine.next_desired_frame(1.0).args()["seq"]))
+    engine.on_frame(frame(2, sent, (20.0, 25.0, False)), 1.1)
+    assert engine.holds_desired()
+    result = engine.on_frame(frame(3, sent, (21.0,), indices=(1,)), 1.2)
+    assert not result.adopted  # within the delay: Home Assistant wins
+    assert engine.desired[1].value == 25.0
+    assert not engine.holds_desired()

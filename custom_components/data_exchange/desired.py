@@ -38,8 +38,17 @@ class DesiredState:
         self._values_text: str | None = None
         self._unsent: dict[int, Stamped] = {}
         # +1 whenever a desired or reported value changes: what the quiet path of a full
-        # frame (engine.py) and holds_desired compare against.
+        # frame (engine.py) compares against. And the points whose desired or reported
+        # value changed since holds_desired last compared them (None: all of them).
         self._generation = 0
+        self._touched: set[int] | None = None
+
+    def _changed(self, index: int | None) -> None:
+        """A desired or reported value of point ``index`` changed (None: the acquisition
+        state's desired value, which holds_desired compares every time)."""
+        self._generation += 1
+        if index is not None and self._touched is not None:
+            self._touched.add(index)
 
     @property
     def has_unsent(self) -> bool:
@@ -97,7 +106,7 @@ class DesiredState:
         self.desired[index] = stamped
         self._unsent[index] = stamped
         self._values_text = None
-        self._generation += 1
+        self._changed(index)
 
     def _adopt(self, index: int, stamped: Stamped) -> None:
         """The node's own value becomes the desired value (rules 2 and 6). The node holds
@@ -110,18 +119,18 @@ class DesiredState:
         self.desired[index] = stamped
         self._unsent.pop(index, None)
         self._values_text = None
-        self._generation += 1
+        self._changed(index)
 
     def _drop_desired(self, index: int) -> None:
         if self.desired.pop(index, None) is not None:
             self._unsent.pop(index, None)
             self._values_text = None
-            self._generation += 1
+            self._changed(index)
 
     def _set_acquisition(self, stamped: Stamped) -> None:
         self.desired_acquisition = stamped
         self._unsent[ACQUISITION] = stamped
-        self._generation += 1
+        self._changed(None)
 
     def sent_entity_mode(self) -> None:
         """Entity mode sends each write as a command at once: nothing waits for a frame."""
@@ -170,12 +179,12 @@ class DesiredState:
             return
         self.desired[index] = stamped
         self._values_text = None
-        self._generation += 1
+        self._changed(index)
         if self._pending(stamped):
             self._unsent[index] = stamped
 
     def keep_acquisition(self, stamped: Stamped) -> None:
         self.desired_acquisition = stamped
-        self._generation += 1
+        self._changed(None)
         if self._pending(stamped):
             self._unsent[ACQUISITION] = stamped

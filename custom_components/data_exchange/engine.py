@@ -53,9 +53,9 @@ class ExchangeEngine(DesiredState):
         self.refusal_seq = 0  # newest refusal taken into account
         # The quiet path: the key of the last full frame that changed nothing and left every
         # point settled; the same values again, with nothing changed since, are not judged
-        # point by point again. And holds_desired's last answer with its key.
+        # point by point again. And the points holds_desired found differing (_differing).
         self._quiet: tuple[object, ...] | None = None
-        self._holds: tuple[tuple[object, ...], bool] | None = None
+        self._differing_points: set[int] = set()
 
     # ---- model ----
 
@@ -74,7 +74,7 @@ class ExchangeEngine(DesiredState):
         self.desired = {}
         self._unsent = {}
         self._values_text = None
-        self._generation += 1
+        self.values_replaced()
         if old is None:
             return
         where = {(p.key, p.type): i for i, p in enumerate(old.points)}
@@ -91,7 +91,7 @@ class ExchangeEngine(DesiredState):
         """A new connection (sessions.py); True if the node restarted."""
         self._new_session = True
         self._deferred.clear()
-        self._generation += 1
+        self.values_replaced()
         self.last_frame = None
         self.latency.sent_at = None
         self.stats.last_seq = 0
@@ -143,7 +143,7 @@ class ExchangeEngine(DesiredState):
             current = self.reported[i]
             if current is None or not same(current.value, value):
                 self.reported[i] = Stamped(value, now, CHANGED_BY_NODE, wall)
-                self._generation += 1
+                self._changed(i)
                 result.changed.append(i)
             if model.points[i].type.writable:
                 verdict = self._judge(i, value, now, wall, i in safe)
@@ -258,23 +258,15 @@ class ExchangeEngine(DesiredState):
             self.failsafe_active,
         )
 
+    def values_replaced(self) -> None:
+        """Reported or desired values were replaced wholesale (a model, a session, values
+        restored from the Store): every point is compared again."""
+        self._generation += 1
+        self._touched = None
+
     def holds_desired(self) -> bool:
         """The node's frames show it holds every desired value: a desired frame now would
         change nothing (a full frame of this session says so, nothing unsent, unjudged)."""
-        key = (
-            self._generation,
-            self.desired_seq,
-            self.acked_seq,
-            self.acquisition_running,
-            self.failsafe_active,
-            self.last_frame is None,
-            bool(self._deferred),
-        )
-        if self._holds is None or self._holds[0] != key:
-            self._holds = (key, self._holds_desired())
-        return self._holds[1]
-
-    def _holds_desired(self) -> bool:
         acquisition = self.desired_acquisition
         if (
             self.last_frame is None
@@ -288,10 +280,24 @@ class ExchangeEngine(DesiredState):
             )
         ):
             return False
-        return all(
-            (r := self.reported[i]) is not None and same(r.value, d.value)
-            for i, d in self.desired.items()
-        )
+        return not self._differing()
+
+    def _differing(self) -> set[int]:
+        """The points whose reported value is not their desired value, compared again only
+        where a value changed since the last call (a change frame compares one point, not
+        every desired one)."""
+        touched, differing = self._touched, self._differing_points
+        points = range(len(self.reported)) if touched is None else touched
+        for i in points:
+            d = self.desired.get(i)
+            if d is None or (
+                (r := self.reported[i]) is not None and same(r.value, d.value)
+            ):
+                differing.discard(i)
+            else:
+                differing.add(i)
+        self._touched = set()
+        return differing
 
     def report(self, index: int, value: Value, now: float, wall: float = 0.0) -> bool:
         """A reported value outside frames (entity mode); True if it changed."""
@@ -299,7 +305,7 @@ class ExchangeEngine(DesiredState):
         if current is not None and same(current.value, value):
             return False
         self.reported[index] = Stamped(value, now, CHANGED_BY_NODE, wall)
-        self._generation += 1
+        self._changed(index)
         return True
 
     def stale_reason(self, *, connected: bool, now: float) -> StaleReason | None:

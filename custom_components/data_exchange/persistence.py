@@ -54,6 +54,7 @@ def restore_engine(engine: ExchangeEngine, data: dict[str, Any]) -> None:
             None if r is None else stamped_from_dict(r, model.points[i].type)
             for i, r in enumerate(reported)
         ]
+        engine.values_replaced()
     for key, raw in (data.get("desired") or {}).items():
         index = int(key)
         if 0 <= index < len(model.points) and model.points[index].type.writable:
