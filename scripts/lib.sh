@@ -90,6 +90,11 @@ dx_run() {
     local root cwd
     root="$(dx_root)"
     cwd="$(pwd)"
+    if [ ! -f "$root/.complete" ]; then
+        # Mount points made in a missing root would later make setup nest the new root in it.
+        dx_log "the Debian root $root is missing or incomplete: run scripts/setup first"
+        return 1
+    fi
     mkdir -p "$DX_WORK"
     # PID 1 of the new namespace is this shell; when it ends, the kernel kills whatever is
     # left inside (nodes, Home Assistant), and --kill-child covers the case where unshare

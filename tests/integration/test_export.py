@@ -321,12 +321,14 @@ async def test_signature_expires_and_files_go_after_retention(
     new = await setpoint_export(hass, entry, start)
     assert len(files(config_dir)) == 3
     freezer.tick(2 * CLEANUP_INTERVAL)
+    # A time-interval job runs as a background task: wait for those too (without it the
+    # assert below raced the cleanup's executor job and failed now and then in CI).
     async_fire_time_changed(hass)
-    await hass.async_block_till_done()
+    await hass.async_block_till_done(wait_background_tasks=True)
     # A cleanup that the jumps above made run late is rescheduled from its late run: its
     # next run is at most one interval on.
     async_fire_time_changed(hass, dt_util.utcnow() + CLEANUP_INTERVAL)
-    await hass.async_block_till_done()
+    await hass.async_block_till_done(wait_background_tasks=True)
     # The periodic cleanup took the export older than the retention, nothing else.
     assert files(config_dir) == sorted([Path(new["path"]).name, "notes.txt"])
     client = await user()
