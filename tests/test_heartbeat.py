@@ -112,16 +112,19 @@ def test_a_write_a_differing_report_and_the_failsafe_each_break_it() -> None:
 
 def test_a_local_change_that_is_adopted_needs_no_frame() -> None:
     """Long after any write the node's own change becomes the desired value (rule 6). The
-    node holds it and has applied a frame of this boot, so it counts as carried by that
-    frame: nothing has to go out (it used to cost a frame per cycle while a node changed
-    its writable points itself), and the next frame carries it anyway."""
+    node holds it and has applied a frame of this boot, so it is held, not pending: nothing
+    has to go out (it used to cost a frame per cycle while a node changed its writable
+    points itself). Its frame number is the next frame's, the first to carry it (a kept
+    record of the frame before cannot hold it: test_keep.py)."""
     engine = make_engine()
     node_seq = synced(engine)
     acked = engine.acked_seq
     node_seq += 1
     engine.on_frame(frame(node_seq, acked, (20.0, 30.0, False)), 100.0)
     assert engine.desired[1].value == 30.0
-    assert engine.desired[1].seq == acked
+    assert engine.desired[1].seq == engine.desired_seq + 1
+    assert engine.desired[1].held
+    assert not engine.has_unsent
     assert engine.holds_desired()
     assert engine.next_desired_frame(110.0).args()["values"] == "30,0"
     # A second local change right after it is adopted at once (not deferred as pending).

@@ -60,8 +60,9 @@ class DesiredState:
         return value is not None and refusal(self.limits[index], value) is None
 
     def _pending(self, desired: Stamped) -> bool:
-        """True until the node has applied a desired frame that carried this value."""
-        return desired.seq == 0 or self.acked_seq < desired.seq
+        """True until the node has applied a desired frame that carried this value (or
+        the value came from the node's current boot)."""
+        return desired.seq == 0 or (self.acked_seq < desired.seq and not desired.held)
 
     def _require_model(self) -> Model:
         if self.model is None:
@@ -110,12 +111,15 @@ class DesiredState:
 
     def _adopt(self, index: int, stamped: Stamped) -> None:
         """The node's own value becomes the desired value (rules 2 and 6). The node holds
-        it: once it has applied a desired frame of this boot, the value counts as carried
-        by that frame, so no frame has to go out for it (the next one carries it anyway)."""
+        it: once it has applied a desired frame of this boot, the value is not pending and
+        no frame has to go out for it. It is first carried by the next frame (the cyclic
+        one), and that is its ``seq``: a record the node kept of an earlier frame may
+        predate the change (docs/exchange.md, *Reconciliation*)."""
         if not self.acked_seq:
             self._set_desired(index, stamped)
             return
-        stamped.seq = self.acked_seq
+        stamped.seq = self.desired_seq + 1
+        stamped.held = True
         self.desired[index] = stamped
         self._unsent.pop(index, None)
         self._values_text = None

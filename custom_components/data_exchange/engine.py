@@ -174,7 +174,8 @@ class ExchangeEngine(DesiredState):
         if self.acked_seq < applied <= self.desired_seq:
             carried = [*self.desired.values(), self.desired_acquisition]
             result.desired_changed |= any(
-                s is not None and self.acked_seq < s.seq <= applied for s in carried
+                s is not None and not s.held and self.acked_seq < s.seq <= applied
+                for s in carried
             )
             self.acked_seq = result.acknowledged = applied
         if frame.refusal is not None:

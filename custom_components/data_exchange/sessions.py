@@ -51,9 +51,12 @@ def start_session(
     for index, stamped in carried:
         if stamped is None:
             continue
-        if restarted and not (0 < stamped.seq <= engine.acked_seq):
-            stamped.seq = 0
-        if stamped.seq == 0 or engine.acked_seq < stamped.seq:
+        if restarted:
+            # What the old boot held proves nothing on the new one, except the kept frame.
+            stamped.held = False
+            if not 0 < stamped.seq <= engine.acked_seq:
+                stamped.seq = 0
+        if stamped.seq == 0 or (engine.acked_seq < stamped.seq and not stamped.held):
             stamped.seq = 0
             engine.resend(index, stamped)
     return restarted

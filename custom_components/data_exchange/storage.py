@@ -11,7 +11,9 @@ STORE_REPORTED_WITHIN (10 minutes), everything at stop. Home Assistant's
 only ever brought forward, so values that keep changing cannot hold it off.
 
 Format history: 1.1 (protocol 2); 1.2 renamed ``sender`` to ``changed_by`` in every stored
-value and the device's ``model`` (its hardware) to ``hardware_model``.
+value and the device's ``model`` (its hardware) to ``hardware_model``. A desired value may
+carry ``held`` (true only; absent reads as false, so no migration): it was adopted from the
+node's current boot, which holds it (values.Stamped).
 """
 
 from __future__ import annotations

@@ -34,8 +34,10 @@ class Stamped:
     desired value written in Home Assistant when the first desired frame carrying it was
     sent to the connected node (its writer-priority window opens then). ``wall`` is when it
     was set, for display. For a desired value, ``seq`` is the first desired frame that
-    carried it to the node's current boot (0: not sent yet); until the node acknowledges
-    that frame the value is pending. ``group`` ties the values of one grouped write.
+    carries it to the node's current boot (0: not sent yet); until the node acknowledges
+    that frame the value is pending, unless ``held``: the value was adopted from the node's
+    current boot, which holds it already (its ``seq`` is the next frame, the first one to
+    carry it). ``group`` ties the values of one grouped write.
     ``measured`` (reported values, wall time; 0: unknown) is when the node measured it
     (node_clock.py), for display and export only.
     """
@@ -47,6 +49,7 @@ class Stamped:
     seq: int = field(default=0, compare=False)
     group: int = field(default=0, compare=False)
     measured: float = field(default=0.0, compare=False)
+    held: bool = field(default=False, compare=False)
 
 
 @dataclass(slots=True)
@@ -221,6 +224,8 @@ def stamped_as_dict(s: Stamped) -> dict[str, Any]:
     raw = {"value": s.value, "wall": s.wall, "changed_by": s.changed_by, "seq": s.seq}
     if s.measured:
         raw["measured"] = s.measured
+    if s.held:
+        raw["held"] = True
     return raw
 
 
@@ -241,6 +246,7 @@ def stamped_from_dict(raw: dict[str, Any], ptype: PointType) -> Stamped:
         float(raw.get("wall", raw.get("time", 0.0))),
         seq=int(raw.get("seq", 0)),
         measured=float(raw.get("measured", 0.0)),
+        held=raw.get("held") is True,
     )
 
 

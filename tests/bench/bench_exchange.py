@@ -186,10 +186,13 @@ async def test_cpu_per_frame(hass: HomeAssistant, bench_node: Node) -> None:
     frames = 2000 if count <= 100 else 200
     unchanged = [run(frames, change=False) for _ in range(ROUNDS)]
     changed = [run(frames // 10, change=True) for _ in range(ROUNDS)]
-    if "cpu" in PROFILE:  # DX_BENCH_PROFILE=cpu: the changed frames again, profiled
+    if "cpu" in PROFILE:  # DX_BENCH_PROFILE=cpu: both kinds of frame again, profiled
         profiler = cProfile.Profile()
         profiler.runcall(run, frames // 10, True)
         profiler.dump_stats(Path(PROFILE_DIR) / f"cpu-{count}.prof")
+        profiler = cProfile.Profile()
+        profiler.runcall(run, frames, False)
+        profiler.dump_stats(Path(PROFILE_DIR) / f"cpu-unchanged-{count}.prof")
 
     # Baseline in the same run: Home Assistant's own cost of writing one state.
     def set_states(n: int) -> float:
