@@ -10,11 +10,15 @@ behaviour) the node comes back with its YAML defaults and every desired value go
 
 from __future__ import annotations
 
+import os
+import signal
+
 from homeassistant.const import EVENT_STATE_CHANGED
 from homeassistant.core import Event, HomeAssistant, callback
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.data_exchange.manager import NodeManager
+from custom_components.data_exchange.values import CHANGED_BY_NODE
 from tests.conftest import NODES
 from tests.harness.node import Node, NodeFactory
 from tests.harness.peer import Peer
@@ -145,6 +149,72 @@ async def test_a_write_made_while_the_node_was_down_is_not_lost(
     assert manager.reported_value("setpoint") == 27.5
     assert manager.reported_value("mode") == "comfort"
     assert hass.states.get(label).attributes["changed_by"] == "home_assistant"
+
+
+async def test_a_local_change_the_record_missed_is_applied_again(
+    hass: HomeAssistant, node_factory: NodeFactory
+) -> None:
+    """A change made on the node after the desired frame its record was written for, and
+    the node killed before the record caught up (keep_interval): it boots with the record's
+    older value, which is not a new local change. Home Assistant had adopted the newer one:
+    it puts it back (found by the model test; before, the older value was adopted)."""
+    node = node_factory.start(KEEP)
+    entry = await setup_node(hass, node)
+    manager: NodeManager = entry.runtime_data
+    setpoint = find(hass, entry, "number", "setpoint")
+    # The record of the first desired frame (the node's own values) is written at once.
+    await FrameWatch(manager).until(lambda: b"DXK1" in _prefs(node))
+    index = _index(manager, "setpoint")
+    assert node.process is not None
+    pid = node.process.pid
+    # The record is written again at most every keep_interval (2 s): the change must be
+    # adopted and the node stopped (SIGSTOP: nothing more reaches its disk) before that.
+    # Checked on the stopped node's disk; a try that came too late wrote the record, so
+    # the next one falls within the interval.
+    for value in (31.5, 32.5, 33.5):
+        async with Peer(node, "local automation") as peer:
+            await peer.call("local_set_setpoint", value=value)
+        await until(
+            hass,
+            lambda v=value: (  # type: ignore[misc]
+                (d := manager.engine.desired.get(index)) is not None
+                and d.value == v
+                and d.changed_by == CHANGED_BY_NODE
+            ),
+            what="the local change adopted",
+        )
+        os.kill(pid, signal.SIGSTOP)
+        if str(value).encode() not in _prefs(node):
+            break
+        os.kill(pid, signal.SIGCONT)
+    else:
+        raise AssertionError("the record caught up with every local change")
+    node.kill()
+    node.start()
+    watch = FrameWatch(manager)
+    try:
+        await watch.until(
+            lambda: (
+                manager.connected
+                and manager.stale_reason is None
+                and manager.reported_value("setpoint") == value
+            ),
+            30,
+        )
+    except TimeoutError:
+        desired = manager.engine.desired.get(index)
+        raise AssertionError(
+            f"the node holds {manager.reported_value('setpoint')}, not {value}; "
+            f"desired {desired}"
+        ) from None
+    await watch.more(5)  # and it stays: not adopted back to the record's older value
+    engine = manager.engine
+    assert engine.model is not None
+    assert engine.model.kept_seq > 0  # the node booted with its (older) record
+    assert manager.reported_value("setpoint") == value
+    assert engine.desired[index].value == value
+    assert hass.states.get(setpoint).state == str(value)
+    assert hass.states.get(setpoint).attributes["changed_by"] == "node"
 
 
 async def test_keep_off_restarts_with_defaults_and_reapplies(
