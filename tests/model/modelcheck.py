@@ -17,6 +17,7 @@ import json
 import os
 from pathlib import Path
 import random
+import re
 import subprocess
 import sys
 import threading
@@ -26,6 +27,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 START = "<!-- modelcheck:start -->"
 END = "<!-- modelcheck:end -->"
+KEPT_RUNS = 10
+_DATED_ROW = re.compile(r"\| \d{4}-\d{2}-\d{2} \|")
 
 
 def run_chunk(
@@ -185,10 +188,13 @@ def update_doc(summary: dict[str, Any], out: Path) -> None:
         f"({summary['workers']} workers) | `{out.relative_to(REPO)}` |"
     )
     head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
+    block, tail = rest.split(END, 1)
+    # The earlier runs stay below the new one (newest first, at most KEPT_RUNS rows).
+    earlier = [line for line in block.splitlines() if _DATED_ROW.match(line)]
+    rows = [row, *earlier][:KEPT_RUNS]
     table = (
         "\n| date | commit | sequences | steps | violations | time | details |\n"
-        "|---|---|---|---|---|---|---|\n" + row + "\n"
+        "|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n"
     )
     doc.write_text(head + START + table + END + tail)
 
