@@ -306,6 +306,75 @@ def test_a_change_frame_carries_values_only() -> None:
             NodeFrame.from_event(data, _model())
 
 
+_FIELDS = NodeFrame.__dataclass_fields__
+
+
+def _every_field(frame: NodeFrame) -> dict[str, object]:
+    """All fields, also those left out of ``==`` (ages, node time, values text, header)."""
+    fields = {name: getattr(frame, name) for name in _FIELDS}
+    fields["ages"] = tuple(fields["ages"])
+    return fields
+
+
+# Fields of a full frame as a node may send them, right or wrong: the decode with the
+# previous frame must do exactly what the decode without it does.
+_FIELD_TEXTS = {
+    "s": st.sampled_from(["8", "9", "-1", "1" * 21, ""]),
+    "u": st.sampled_from(["123457", "123458", "x"]),
+    "w": st.sampled_from(["0,0,0,0,0,0,0", "5,,5,5,5,5,5", "1,2", "a,0,0,0,0,0,0"]),
+    "d": st.sampled_from(["1764800000000", "-5"]),
+    "a": st.sampled_from(["3", "4", "z"]),
+    "f": st.sampled_from(["0", "1"]),
+    "y": st.sampled_from(["", "3", "9"]),
+    "x": st.sampled_from(["21.5,1,'ok,22,0,'eco,'", "21.5,0,'ok,22,0,'eco,'", "nan"]),
+    "e": st.sampled_from(["", "3:1:range", "bad"]),
+}
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(sorted(_FIELD_TEXTS)), st.none(), max_size=5
+    ).flatmap(lambda keys: st.fixed_dictionaries({k: _FIELD_TEXTS[k] for k in keys})),
+    st.dictionaries(
+        st.sampled_from(sorted(_FIELD_TEXTS)), st.none(), max_size=5
+    ).flatmap(lambda keys: st.fixed_dictionaries({k: _FIELD_TEXTS[k] for k in keys})),
+)
+def test_a_frame_decodes_the_same_after_any_previous_frame(
+    first: dict[str, str], second: dict[str, str]
+) -> None:
+    """A cycle frame that differs from the last one only in its clock (s, u, w, d) is
+    that frame at a new clock (protocol.py): differential against the plain decode."""
+    model = _model()
+    try:
+        previous = NodeFrame.from_event(_frame(**first), model)
+    except ProtocolError:
+        return
+    data = _frame(**{**first, **second})
+    try:
+        plain = NodeFrame.from_event(data, model)
+    except ProtocolError:
+        with pytest.raises(ProtocolError):
+            NodeFrame.from_event(data, model, previous)
+        return
+    assert _every_field(NodeFrame.from_event(data, model, previous)) == _every_field(
+        plain
+    )
+
+
+def test_a_cycle_frame_with_a_new_clock_only_is_the_last_one_at_that_clock() -> None:
+    model = _model()
+    previous = NodeFrame.from_event(_frame(w="0,0,0,0,0,0,0"), model)
+    frame = NodeFrame.from_event(
+        _frame(s="8", u="124456", w="1000,1000,1000,1000,1000,1000,1000"),
+        model,
+        previous,
+    )
+    assert frame.values is previous.values  # not decoded again
+    assert (frame.seq, frame.uptime_ms, tuple(frame.ages)) == (8, 124456, (1000,) * 7)
+    with pytest.raises(ProtocolError):  # the new clock is still checked
+        NodeFrame.from_event(_frame(s="8", u="-1"), model, previous)
+
+
 def test_another_version_is_named() -> None:
     with pytest.raises(ProtocolVersionError) as err:
         Model.from_event({**MODEL_EVENT, "v": "2"})

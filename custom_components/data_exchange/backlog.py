@@ -16,7 +16,8 @@ import math
 from typing import Final
 
 from .codec import PointType, ProtocolError, decode_value
-from .protocol import Model, _check_version, _field, _is_uint, _uint
+from .fields import is_uint, read_text, read_uint
+from .protocol import Model, _check_version
 
 # A node sends at most 256 readings per backlog frame (backlog.h, CHUNK); more is malformed.
 MAX_READINGS: Final = 256
@@ -56,23 +57,23 @@ class BacklogFrame:
         _check_version(data)
         if set(data) != BACKLOG_KEYS:
             raise ProtocolError(f"backlog frame keys {sorted(data)[:8]!r}")
-        model_id = _field(data, "m")
+        model_id = read_text(data, "m")
         if model_id != model.model_id:
             raise ProtocolError(f"backlog frame of model {model_id[:16]!r}")
         uptime_ms, first_seq, time_ms = (
-            _uint(data, "u"),
-            _uint(data, "y"),
-            _uint(data, "j"),
+            read_uint(data, "u"),
+            read_uint(data, "y"),
+            read_uint(data, "j"),
         )
         if first_seq == 0:
             raise ProtocolError("backlog readings are numbered from 1")
-        items = _field(data, "h").split(",")
+        items = read_text(data, "h").split(",")
         if len(items) > MAX_READINGS:
             raise ProtocolError(f"{len(items)} readings in one backlog frame")
         readings = []
         for offset, item in enumerate(items):
             parts = item.split(":")
-            if len(parts) != 3 or not _is_uint(parts[0]) or not _is_uint(parts[1]):
+            if len(parts) != 3 or not is_uint(parts[0]) or not is_uint(parts[1]):
                 raise ProtocolError(f"malformed reading {item[:32]!r}")
             point = int(parts[0])
             if (

@@ -18,7 +18,8 @@ _ESCAPE = re.compile(r"[%,\x00-\x1f\x7f]")
 _UNESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
 _FLOAT = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 # Key "w": per value its age in ms (ASCII decimal, at most 20 digits) or an empty field.
-_AGES = re.compile(r"[0-9]{0,20}(?:,[0-9]{0,20})*")
+# Possessive: the grammar never needs to give a digit back, so none is tried.
+_AGES = re.compile(r"[0-9]{0,20}+(?:,[0-9]{0,20}+)*+")
 
 type Value = float | bool | str | None
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-import itertools
 import re
 from typing import Final
 
@@ -22,6 +21,15 @@ from .codec import (
     decode_values,
     encode_value,
     encode_values,
+)
+from .fields import (
+    is_uint,
+    read_flag,
+    read_hex16,
+    read_positions,
+    read_safe_points,
+    read_text,
+    read_uint,
 )
 
 __all__ = [
@@ -48,7 +56,8 @@ MAX_DESIRED_VALUES_BYTES: Final = 32_000
 MAX_EVENT_BYTES: Final = 65_535
 
 _HEX8 = re.compile(r"[0-9a-f]{8}")
-_HEX16 = re.compile(r"[0-9a-f]{16}")
+# A full frame's clock: what changes from one cycle frame to the next while nothing else does.
+_CLOCK_KEYS: Final = frozenset("suwd")
 
 
 class ProtocolVersionError(ProtocolError):
@@ -105,11 +114,11 @@ class Model:
         """
         if not stored:
             _check_version(data)
-        model_id = _field(data, "m")
+        model_id = read_text(data, "m")
         if not _HEX8.fullmatch(model_id):
             raise ProtocolError(f"malformed model id {model_id[:16]!r}")
         points = []
-        text = _field(data, "p")
+        text = read_text(data, "p")
         for item in text.split(",") if text else ():
             if len(item) != 9 or not _HEX8.fullmatch(item[1:]):
                 raise ProtocolError(f"malformed point {item[:16]!r}")
@@ -121,17 +130,19 @@ class Model:
         if not points:
             raise ProtocolError("a model has at least one point")
         if stored:
-            return cls(model_id, _uint(data, "c"), _uint(data, "t"), tuple(points))
+            return cls(
+                model_id, read_uint(data, "c"), read_uint(data, "t"), tuple(points)
+            )
         return cls(
             model_id,
-            _uint(data, "c"),
-            _uint(data, "t"),
+            read_uint(data, "c"),
+            read_uint(data, "t"),
             tuple(points),
-            boot_id=_hex16(data, "b"),
-            token=_hex16(data, "k"),
-            uptime_ms=_uint(data, "u"),
-            node_seq=_uint(data, "s"),
-            kept_seq=_uint(data, "g") if "g" in data else 0,
+            boot_id=read_hex16(data, "b"),
+            token=read_hex16(data, "k"),
+            uptime_ms=read_uint(data, "u"),
+            node_seq=read_uint(data, "s"),
+            kept_seq=read_uint(data, "g") if "g" in data else 0,
         )
 
 
@@ -168,6 +179,9 @@ class NodeFrame:
     # Full frames while the fail-safe is active (key "y"): the positions of the points that
     # hold the safe value it set; None when the node does not say (every point counts).
     safe_points: frozenset[int] | None = None
+    # A full frame's fields other than its clock (s, u, w, d), as sent: the next full frame
+    # with the same ones is this frame at a later time (most cycle frames).
+    header: Mapping[str, str] | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def from_event(
@@ -178,10 +192,37 @@ class NodeFrame:
         A frame of another model is malformed: new firmware means a reboot and a new
         connection, which reads the model again. ``previous``: the last full frame of this
         model; a full frame with the very same values text takes its decoded values (the
-        text decodes to the same values), which is most cycle frames.
+        text decodes to the same values), and one that differs from it only in its clock
+        (``s``, ``u``, ``w``, ``d``: most cycle frames) is ``previous`` at that clock.
         """
         _check_version(data)
-        model_id = _field(data, "m")
+        header = None
+        if "i" not in data:
+            header = {k: v for k, v in data.items() if k not in _CLOCK_KEYS}
+            if previous is not None and header == previous.header:
+                # Checked when ``previous`` was decoded; only its clock is new.
+                return cls(  # not dataclasses.replace: it costs as much as a decode
+                    model_id=previous.model_id,
+                    seq=read_uint(data, "s"),
+                    uptime_ms=read_uint(data, "u"),
+                    applied_seq=previous.applied_seq,
+                    acquisition_running=previous.acquisition_running,
+                    failsafe_active=previous.failsafe_active,
+                    refused_frames=previous.refused_frames,
+                    refusal=previous.refusal,
+                    values=previous.values,
+                    foreign_requests=previous.foreign_requests,
+                    text=previous.text,
+                    ages=Ages(read_text(data, "w"), len(model.types))
+                    if "w" in data
+                    else (),
+                    node_time_ms=read_uint(data, "d") if "d" in data else None,
+                    backlog_dropped=previous.backlog_dropped,
+                    backlog_waiting=previous.backlog_waiting,
+                    safe_points=previous.safe_points,
+                    header=previous.header,
+                )
+        model_id = read_text(data, "m")
         if model_id != model.model_id:
             raise ProtocolError(f"frame of model {model_id[:16]!r}")
         if "h" in data:
@@ -189,12 +230,12 @@ class NodeFrame:
         types: Sequence[PointType] = model.types
         indices = None
         if "i" in data:
-            indices = _indices(_field(data, "i"), len(types))
+            indices = read_positions(read_text(data, "i"), len(types))
             types = [types[i] for i in indices]
-        text = _field(data, "x")
-        seq, uptime_ms = _uint(data, "s"), _uint(data, "u")
-        ages = Ages(_field(data, "w"), len(types)) if "w" in data else ()
-        node_time_ms = _uint(data, "d") if "d" in data else None
+        text = read_text(data, "x")
+        seq, uptime_ms = read_uint(data, "s"), read_uint(data, "u")
+        ages = Ages(read_text(data, "w"), len(types)) if "w" in data else ()
+        node_time_ms = read_uint(data, "d") if "d" in data else None
         if indices is not None:
             # A change frame carries values only (protocol 4): acknowledgements, refusals,
             # counters, acquisition and fail-safe travel in full frames. Its header fields
@@ -217,15 +258,15 @@ class NodeFrame:
             model_id=model_id,
             seq=seq,
             uptime_ms=uptime_ms,
-            applied_seq=_uint(data, "a"),
-            acquisition_running=_flag(data, "q"),
-            failsafe_active=_flag(data, "f"),
-            refused_frames=_uint(data, "r"),
+            applied_seq=read_uint(data, "a"),
+            acquisition_running=read_flag(data, "q"),
+            failsafe_active=read_flag(data, "f"),
+            refused_frames=read_uint(data, "r"),
             refusal=Refusal.decode(data.get("e", "")),
-            foreign_requests=_uint(data, "o"),
-            backlog_dropped=_uint(data, "l") if "l" in data else None,
-            backlog_waiting=_uint(data, "n") if "n" in data else None,
-            safe_points=_safe_points(data, len(types)),
+            foreign_requests=read_uint(data, "o"),
+            backlog_dropped=read_uint(data, "l") if "l" in data else None,
+            backlog_waiting=read_uint(data, "n") if "n" in data else None,
+            safe_points=read_safe_points(data, len(types)),
             values=previous.values
             if previous is not None
             and previous.text == text
@@ -234,6 +275,7 @@ class NodeFrame:
             text=text,
             ages=ages,
             node_time_ms=node_time_ms,
+            header=header,
         )
 
     @property
@@ -263,8 +305,8 @@ class Refusal:
         parts = text.split(":")
         if (
             len(parts) != 3
-            or not _is_uint(parts[0])
-            or not (parts[1] == "" or _is_uint(parts[1]))
+            or not is_uint(parts[0])
+            or not (parts[1] == "" or is_uint(parts[1]))
             or parts[2] not in REFUSAL_REASONS
         ):
             raise ProtocolError(f"malformed refusal {text[:32]!r}")
@@ -278,63 +320,12 @@ REFUSAL_REASONS: Final = frozenset(
 )
 
 
-def _hex16(data: Mapping[str, str], key: str) -> str:
-    value = _field(data, key)
-    if not _HEX16.fullmatch(value):
-        raise ProtocolError(f"field {key!r} is not 16 hex digits")
-    return value
-
-
-def _indices(text: str, count: int) -> tuple[int, ...]:
-    """A change frame's point positions: strictly ascending, each a point of the model."""
-    parts = text.split(",")
-    if len(parts) > count or not all(_is_uint(p) for p in parts):
-        raise ProtocolError(f"malformed point positions {text[:32]!r}")
-    indices = tuple(int(p) for p in parts)
-    if any(b <= a for a, b in itertools.pairwise(indices)) or (indices[-1] >= count):
-        raise ProtocolError(f"point positions {text[:32]!r} out of order or range")
-    return indices
-
-
-def _safe_points(data: Mapping[str, str], count: int) -> frozenset[int] | None:
-    """Key "y" of a full frame: the points holding the fail-safe's safe value."""
-    if "y" not in data:
-        return None
-    text = _field(data, "y")
-    return frozenset(_indices(text, count)) if text else frozenset()
-
-
-def _is_uint(text: str) -> bool:
-    return text.isascii() and text.isdigit() and len(text) <= 20
-
-
 def _check_version(data: Mapping[str, str]) -> None:
     if sum(map(len, data)) + sum(map(len, data.values())) > MAX_EVENT_BYTES:
         raise ProtocolError("oversized event")
-    version = _field(data, "v")
+    version = read_text(data, "v")
     if version != str(PROTOCOL_VERSION):
         raise ProtocolVersionError(version)
-
-
-def _field(data: Mapping[str, str], key: str) -> str:
-    value = data.get(key)
-    if not isinstance(value, str):
-        raise ProtocolError(f"missing field {key!r}")
-    return value
-
-
-def _uint(data: Mapping[str, str], key: str) -> int:
-    value = _field(data, key)
-    if not _is_uint(value):
-        raise ProtocolError(f"field {key!r} is not an unsigned integer")
-    return int(value)
-
-
-def _flag(data: Mapping[str, str], key: str) -> bool:
-    value = _field(data, key)
-    if value not in ("0", "1"):
-        raise ProtocolError(f"field {key!r} is not 0 or 1")
-    return value == "1"
 
 
 def encode_desired_values(model: Model, values: Sequence[Value]) -> str:
