@@ -53,8 +53,11 @@ def read_text(data: Mapping[str, str], key: str) -> str:
 
 
 def read_uint(data: Mapping[str, str], key: str) -> int:
-    value = read_text(data, key)
-    if not is_uint(value):
+    # read_text and is_uint in one (read for several keys of every frame)
+    value = data.get(key)
+    if not isinstance(value, str):
+        raise ProtocolError(f"missing field {key!r}")
+    if not (value.isascii() and value.isdigit() and len(value) <= 20):
         raise ProtocolError(f"field {key!r} is not an unsigned integer")
     return int(value)
 

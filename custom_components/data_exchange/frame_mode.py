@@ -146,13 +146,14 @@ class FrameMode(ExchangeMode):
             self.clock.on_frame(frame.uptime_ms, frame.node_time_ms, wall)
             # A value that got its first measurement time unchanged (e.g. restored from
             # the Store) is written once, so its entity shows it.
-            result.changed += stamp_measured(
-                engine.reported,
-                frame,
-                result.changed,
-                self.clock,
-                only_changed=self._all_measured,
-            )
+            if result.changed or frame.indices is not None or not self._all_measured:
+                result.changed += stamp_measured(
+                    engine.reported,
+                    frame,
+                    result.changed,
+                    self.clock,
+                    only_changed=self._all_measured,
+                )
             if not self._all_measured and frame.indices is None:
                 self._all_measured = all_measured(engine.reported)
             if frame.indices is None:

@@ -195,12 +195,12 @@ class NodeFrame:
         text decodes to the same values), and one that differs from it only in its clock
         (``s``, ``u``, ``w``, ``d``: most cycle frames) is ``previous`` at that clock.
         """
-        _check_version(data)
         header = None
         if "i" not in data:
             header = {k: v for k, v in data.items() if k not in _CLOCK_KEYS}
             if previous is not None and header == previous.header:
-                # Checked when ``previous`` was decoded; only its clock is new.
+                # Checked when ``previous`` was decoded (version and size included: the
+                # clock's fields are bounded by their own checks); only its clock is new.
                 return cls(  # not dataclasses.replace: it costs as much as a decode
                     model_id=previous.model_id,
                     seq=read_uint(data, "s"),
@@ -222,6 +222,7 @@ class NodeFrame:
                     safe_points=previous.safe_points,
                     header=previous.header,
                 )
+        _check_version(data)
         model_id = read_text(data, "m")
         if model_id != model.model_id:
             raise ProtocolError(f"frame of model {model_id[:16]!r}")
