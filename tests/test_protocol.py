@@ -328,6 +328,10 @@ _FIELD_TEXTS = {
     "y": st.sampled_from(["", "3", "9"]),
     "x": st.sampled_from(["21.5,1,'ok,22,0,'eco,'", "21.5,0,'ok,22,0,'eco,'", "nan"]),
     "e": st.sampled_from(["", "3:1:range", "bad"]),
+    "o": st.sampled_from(["0", "2"]),
+    "r": st.sampled_from(["0", "1"]),
+    "l": st.sampled_from(["0", "5", "x"]),  # a node with a backlog
+    "n": st.sampled_from(["0", "17"]),
 }
 
 
